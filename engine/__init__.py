@@ -1,0 +1,1 @@
+"""featurelake: declarative ML features on Spark, Delta, Ray and MLflow."""

@@ -1,0 +1,52 @@
+"""Compose the Hydra config from conf/ and overrides, and validate it before Spark starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from engine.config.schema import FeaturelakeConfig, register
+from engine.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra and OmegaConf spread a message over lines and causes; keep what names the problem."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    parts = lines[:1]
+    if "Available options" in str(err):
+        options = [line for line in lines if not line.startswith(("Available", "Config search", "In "))]
+        parts.append("available: " + ", ".join(o for o in options if " " not in o and not o.endswith("_schema")))
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        parts.append(str(cause).strip().splitlines()[0])
+    return "; ".join(parts) or type(err).__name__
+
+
+def load_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> FeaturelakeConfig:
+    """Compose `config.yaml` with overrides into a validated FeaturelakeConfig.
+
+    Every failure (unknown group option, unknown key, wrong type, bad value) is a ConfigError
+    whose message names the key.
+    """
+    register()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            composed = compose(config_name="config", overrides=overrides)
+        config = OmegaConf.to_object(composed)
+    except ConfigError:
+        raise
+    except OverrideParseException as err:
+        raise ConfigError(f"cannot parse override '{err.override}' (quote values with brackets): {err}") from err
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        cause = err.__cause__ if isinstance(err.__cause__, ConfigError) else None
+        if cause:
+            raise cause from err
+        raise ConfigError(_one_line(err)) from err
+    return cast(FeaturelakeConfig, config)

@@ -1,0 +1,21 @@
+"""Typed errors: each one is reported as a single line naming the problem."""
+
+
+class FeaturelakeError(Exception):
+    """Base class: an expected failure that the CLI reports in one line."""
+
+
+class SetupError(FeaturelakeError):
+    """The environment (venv, jar cache, versions) does not match what the engine needs."""
+
+
+class ConfigError(FeaturelakeError):
+    """A configuration value is missing, unknown or malformed."""
+
+
+class SourceError(FeaturelakeError):
+    """A source is missing or cannot be read."""
+
+
+class ValidationFailed(FeaturelakeError):
+    """Blocking data-quality checks failed; nothing was written downstream."""

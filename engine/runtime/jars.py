@@ -1,0 +1,197 @@
+"""JVM jars: one manifest, resolved by Maven into a local cache, loaded by the SparkSession.
+
+The manifest (`jars.toml`) names artifacts; pyspark and delta-spark versions come from the
+installed Python packages, so each version is pinned in one place (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from engine.errors import SetupError
+
+MANIFEST = Path(__file__).with_name("jars.toml")
+UNAVAILABLE = "UNAVAILABLE"
+_JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[^-]*(?:-.*)?\.jar$")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One Maven coordinate with its versions filled in."""
+
+    coordinate: str
+    required: bool
+
+    @property
+    def jar_name(self) -> str:
+        _, artifact, version = self.coordinate.split(":")
+        return f"{artifact}-{version}.jar"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Installed pyspark and delta-spark versions, and the artifacts they need."""
+
+    pyspark: str
+    delta: str
+    artifacts: tuple[Artifact, ...]
+
+    @property
+    def spark_line(self) -> str:
+        return ".".join(self.pyspark.split(".")[:2])
+
+    def cache_dir(self, cache_root: Path) -> Path:
+        return cache_root / f"spark-{self.pyspark}_delta-{self.delta}"
+
+    def packages(self, *, include_optional: bool = True) -> list[str]:
+        return [a.coordinate for a in self.artifacts if a.required or include_optional]
+
+
+def load_runtime(manifest_path: Path = MANIFEST) -> Runtime:
+    """Read the manifest and fill in the installed versions; fail if pyspark is unsupported."""
+    manifest = tomllib.loads(manifest_path.read_text())
+    pyspark = metadata.version("pyspark")
+    supported = SpecifierSet(manifest["supported_pyspark"])
+    if Version(pyspark) not in supported:
+        raise SetupError(
+            f"pyspark {pyspark} does not match the jars in {manifest_path.name}, "
+            f"which are built for pyspark {supported}"
+        )
+    delta = metadata.version("delta-spark")
+    spark_line = ".".join(pyspark.split(".")[:2])
+    artifacts = tuple(
+        Artifact(a["coordinate"].format(spark=spark_line, delta=delta), bool(a["required"]))
+        for a in manifest["artifact"]
+    )
+    return Runtime(pyspark=pyspark, delta=delta, artifacts=artifacts)
+
+
+def local_jars(runtime: Runtime, cache_root: Path) -> list[Path]:
+    """Jars to load for this runtime; fail with one line when the cache does not match it."""
+    cache = runtime.cache_dir(cache_root)
+    missing = [a.jar_name for a in runtime.artifacts if a.required and not (cache / a.jar_name).exists()]
+    if missing:
+        raise SetupError(
+            f"jar cache {cache} lacks {', '.join(missing)} for pyspark {runtime.pyspark} "
+            f"and delta-spark {runtime.delta}; run scripts/setup"
+        )
+    return sorted(cache.glob("*.jar"))
+
+
+def has_jar(runtime: Runtime, cache_root: Path, coordinate_prefix: str) -> bool:
+    """Whether an artifact whose coordinate starts with the prefix is in the cache."""
+    cache = runtime.cache_dir(cache_root)
+    return any(a.coordinate.startswith(coordinate_prefix) and (cache / a.jar_name).exists() for a in runtime.artifacts)
+
+
+def _pom(coordinates: list[str]) -> str:
+    deps = "".join(
+        "<dependency><groupId>{}</groupId><artifactId>{}</artifactId><version>{}</version></dependency>".format(
+            *c.split(":")
+        )
+        for c in coordinates
+    )
+    return (
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        "<groupId>featurelake</groupId><artifactId>jar-cache</artifactId><version>0</version>"
+        f"<packaging>pom</packaging><dependencies>{deps}</dependencies></project>"
+    )
+
+
+def _maven_copy(coordinates: list[str], out_dir: Path, log: Path) -> bool:
+    """Copy the coordinates and their runtime dependencies into out_dir with `mvn`."""
+    with tempfile.TemporaryDirectory() as work:
+        pom = Path(work) / "pom.xml"
+        pom.write_text(_pom(coordinates))
+        command = [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={out_dir}",
+            "-DincludeScope=runtime",
+        ]
+        with log.open("a") as sink:
+            return subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT).returncode == 0
+
+
+def _shipped_by_pyspark() -> set[str]:
+    """Artifact names of the jars pyspark already has, so they are never loaded twice."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    return {m["artifact"] for p in jars.glob("*.jar") if (m := _JAR_NAME.match(p.name))}
+
+
+def resolve(runtime: Runtime, cache_root: Path, *, retry_optional: bool = False) -> list[str]:
+    """Fill the cache for this runtime; return the optional coordinates that could not be had."""
+    cache_root = cache_root.resolve()
+    cache = runtime.cache_dir(cache_root)
+    cache.mkdir(parents=True, exist_ok=True)
+    log = cache_root / "maven.log"
+    unavailable_file = cache / UNAVAILABLE
+    known_unavailable = set(unavailable_file.read_text().split()) if unavailable_file.exists() else set()
+    shipped = _shipped_by_pyspark()
+    unavailable: list[str] = []
+    for artifact in runtime.artifacts:
+        if (cache / artifact.jar_name).exists():
+            continue
+        if not artifact.required and artifact.coordinate in known_unavailable and not retry_optional:
+            unavailable.append(artifact.coordinate)
+            continue
+        with tempfile.TemporaryDirectory(dir=cache_root) as staging:
+            if not _maven_copy([artifact.coordinate], Path(staging), log):
+                if artifact.required:
+                    raise SetupError(f"Maven could not resolve {artifact.coordinate}; see {log}")
+                unavailable.append(artifact.coordinate)
+                continue
+            for jar in Path(staging).glob("*.jar"):
+                match = _JAR_NAME.match(jar.name)
+                if match and match["artifact"] not in shipped:
+                    shutil.move(str(jar), cache / jar.name)
+    unavailable_file.write_text("\n".join(unavailable))
+    return unavailable
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`resolve` fills the jar cache; `coordinates` prints them for spark-submit and Databricks."""
+    parser = argparse.ArgumentParser(prog="python -m engine.runtime.jars")
+    sub = parser.add_subparsers(dest="command", required=True)
+    res = sub.add_parser("resolve", help="resolve the manifest's jars into the cache")
+    res.add_argument("--cache", type=Path, required=True)
+    res.add_argument("--retry-optional", action="store_true")
+    sub.add_parser("coordinates", help="print the Maven coordinates")
+    args = parser.parse_args(argv)
+    try:
+        runtime = load_runtime()
+        if args.command == "resolve":
+            for coordinate in resolve(runtime, args.cache, retry_optional=args.retry_optional):
+                print(f"note: optional jar {coordinate} is not served by Maven Central here")
+            return 0
+        packages = runtime.packages()
+        print(f"spark-submit --packages {','.join(packages)}")
+        print("Databricks cluster libraries (Maven):")
+        for coordinate in packages:
+            print(f"  {coordinate}")
+        return 0
+    except SetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

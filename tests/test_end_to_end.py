@@ -1,0 +1,104 @@
+"""The flights job end to end on a slice of the real data, with real Delta, MLflow and Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import SparkSession
+
+from engine.errors import SourceError, ValidationFailed
+from engine.pipeline.flights import run_flights
+from engine.sources.nycflights13 import locate_sources
+from tests.conftest import job_config
+
+
+@pytest.fixture(scope="module")
+def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = job_config(tmp, "source.months=[1]")
+    return cfg, run_flights(spark, cfg, locate_sources(cfg.source))
+
+
+def test_writes_the_feature_table(spark: SparkSession, first_run) -> None:
+    cfg, result = first_run
+    table = spark.read.format("delta").load(cfg.sink.path)
+    assert result.commit.version == 0
+    assert result.rows_read["flights"] == 27004
+    assert result.commit.rows_written == table.count() == 27004
+    features = [f["name"] for f in json.loads(result.record_path.read_text())["feature_schema"]["features"]]
+    assert len(features) == 4 * 4 * 3 + 4
+    assert table.columns[:11] == [
+        "flight_id",
+        "year",
+        "month",
+        "day",
+        "carrier",
+        "flight",
+        "tailnum",
+        "origin",
+        "dest",
+        "sched_dep_ts",
+        "label",
+    ]
+    assert set(features) <= set(table.columns)
+    assert dict(table.dtypes)["carrier_count_7d"] == "bigint"
+    assert dict(table.dtypes)["route_mean_24h"] == "double"
+
+
+def test_validation_report_and_run_record(first_run) -> None:
+    _, result = first_run
+    record = json.loads(Path(result.record_path).read_text())
+    assert record["validation_report"]["passed"] is True
+    assert {c["name"] for c in record["validation_report"]["checks"]} >= {"flight_key_unique", "origin_allowed"}
+    assert [s["stage"] for s in record["pipeline_definition"]][:3] == ["read_flights", "read_weather", "verify"]
+    schema = record["feature_schema"]["features"][0]
+    assert set(schema) == {"name", "type", "description", "entity_keys", "ttl_seconds"}
+
+
+def test_mlflow_run_and_experiment(first_run) -> None:
+    cfg, result = first_run
+    client = MlflowClient(cfg.tracking.uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["delta_version"] == "0"
+    assert run.data.metrics["rows_written"] == 27004
+    assert run.data.metrics["checks_failed"] == 0
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert {c.data.params["variant"] for c in children} == {v.name for v in cfg.experiment.variants}
+    assert all(0.5 < t.auc < 1.0 for t in result.trials)
+    assert all(t.error is None for t in result.trials)
+
+
+def test_rerun_adds_version_one_and_time_travel(spark: SparkSession, first_run) -> None:
+    cfg, _ = first_run
+    again = job_config(Path(cfg.sink.path).parents[1], "source.months=[1]", "experiment=none")
+    result = run_flights(spark, again, locate_sources(again.source))
+    assert result.commit.version == 1
+    v0 = spark.read.format("delta").option("versionAsOf", 0).load(cfg.sink.path)
+    v1 = spark.read.format("delta").option("versionAsOf", 1).load(cfg.sink.path)
+    assert v0.count() == v1.count() == 27004
+    assert v0.exceptAll(v1).count() == 0
+
+
+def test_unreadable_csv_fails_without_a_commit(spark: SparkSession, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "flights.csv").write_text("year,month,day\n2013,not-a-month,1\n")
+    (source / "weather.csv").write_text("origin,time_hour\n")
+    cfg = job_config(tmp_path, f"source.path={source}", "source.flights_file=flights.csv", "experiment=none")
+    with pytest.raises(SourceError, match="cannot read source flights"):
+        run_flights(spark, cfg, locate_sources(cfg.source))
+    assert not Path(cfg.sink.path).exists()
+
+
+def test_blocking_check_failure_writes_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    cfg = job_config(tmp_path, "source.months=[1]", "checks.flights.2.threshold=1.0", "experiment=none")
+    with pytest.raises(ValidationFailed, match="dep_delay_mostly_complete"):
+        run_flights(spark, cfg, locate_sources(cfg.source))
+    assert not Path(cfg.sink.path).exists()
+    record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    assert record["validation_report"]["passed"] is False

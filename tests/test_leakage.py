@@ -1,0 +1,40 @@
+"""No feature of a flight may use a flight that had not departed before its scheduled departure.
+
+Proof by perturbation on real data: rewrite the outcome of every flight that departed at or after
+a cut time T; the features of every flight scheduled at or before T must not change at all.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from engine.pipeline.flights import build_features
+from engine.sources.nycflights13 import locate_sources, read_flights, read_weather
+from tests.conftest import job_config
+
+
+def test_future_outcomes_never_reach_features(spark: SparkSession, tmp_path) -> None:
+    cfg = job_config(tmp_path, "source.months=[1]")
+    files = locate_sources(cfg.source)
+    flights, weather = read_flights(spark, files.flights, [1]).cache(), read_weather(spark, files.weather)
+    sched = F.unix_timestamp("time_hour") + F.col("minute") * 60
+    departed = sched + F.col("dep_delay") * 60
+    cut = flights.select(F.percentile_approx(sched, 0.5).alias("cut")).first()["cut"]
+
+    perturbed = flights.withColumn(
+        "dep_delay",
+        F.when(departed >= cut, F.col("dep_delay") + 1 + F.abs(F.hash("flight", "tailnum")) % 500).otherwise(
+            F.col("dep_delay")
+        ),
+    )
+    assert perturbed.where(departed >= cut).count() > 1000  # the perturbation really changes many outcomes
+
+    def known_before_cut(source: DataFrame) -> DataFrame:
+        features = build_features(source, weather, cfg).drop("label")
+        return features.where(F.unix_timestamp("sched_dep_ts") <= cut)
+
+    original = known_before_cut(flights)
+    assert original.count() > 10000
+    assertDataFrameEqual(known_before_cut(perturbed), original)
