@@ -65,6 +65,9 @@ def test_mlflow_run_and_experiment(first_run) -> None:
     assert run.data.params["delta_version"] == "0"
     assert run.data.metrics["rows_written"] == 27004
     assert run.data.metrics["checks_failed"] == 0
+    (dataset_input,) = run.inputs.dataset_inputs
+    source = json.loads(dataset_input.dataset.source)
+    assert (source["path"], source["delta_table_version"]) == (str(Path(cfg.sink.path).resolve()), "0")
     children = client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )

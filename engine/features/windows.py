@@ -47,7 +47,11 @@ def _max_of_others(events: DataFrame, needs: DataFrame, keys: list[str]) -> Data
 
 
 def entity_features(flights: DataFrame, entity: EntityConfig, cfg: FeaturesConfig) -> DataFrame:
-    """One row per flight with a non-null key: count, mean and max of `cfg.value` per window."""
+    """One row per flight with a non-null key: count, mean and max of `cfg.value` per window.
+
+    The windowed rows are cached because the rare max corrections read them a second time; the
+    job clears the cache when it ends.
+    """
     keys = list(entity.keys)
     keyed = flights.where(reduce(operator.and_, [F.col(k).isNotNull() for k in keys]))
     events = keyed.where(F.col("departed_epoch").isNotNull()).select(

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+import mlflow.data
 from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.schema import FeaturelakeConfig
@@ -32,9 +33,9 @@ STAGES = [
     Stage("read_flights"),
     Stage("read_weather"),
     Stage("verify", ("read_flights", "read_weather")),
-    Stage("features", ("verify",)),
-    Stage("write", ("features",)),
-    Stage("experiment", ("write",)),
+    Stage("plan_features", ("verify",)),
+    Stage("compute_write", ("plan_features",)),
+    Stage("experiment", ("compute_write",)),
 ]
 ID_COLUMNS = ["flight_id", "year", "month", "day", "carrier", "flight", "tailnum", "origin", "dest", "sched_dep_ts"]
 
@@ -108,6 +109,56 @@ def _experiment(
     return results
 
 
+def _read_and_verify(
+    spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles, stages: StageLog
+) -> tuple[DataFrame, DataFrame, dict[str, int], ValidationReport]:
+    """Read both sources (cached, one scan each) and run every check on them."""
+    flights, n_flights = stages.run(
+        "read_flights",
+        lambda: materialize(read_flights(spark, files.flights, list(cfg.source.months)), "flights"),
+        rows=lambda r: r[1],
+    )
+    weather, n_weather = stages.run(
+        "read_weather", lambda: materialize(read_weather(spark, files.weather), "weather"), rows=lambda r: r[1]
+    )
+    report = stages.run(
+        "verify",
+        lambda: verify(flights, "flights", list(cfg.checks.flights)).merge(
+            verify(weather, "weather", list(cfg.checks.weather))
+        ),
+    )
+    mlflow.log_metrics(
+        {
+            "rows_read_flights": n_flights,
+            "rows_read_weather": n_weather,
+            "checks_passed": len(report.checks) - len(report.failed),
+            "checks_failed": len(report.failed),
+        }
+    )
+    return flights, weather, {"flights": n_flights, "weather": n_weather}, report
+
+
+def _write(table: DataFrame, cfg: FeaturelakeConfig, run_id: str, stages: StageLog) -> Commit:
+    """Compute the features while writing them as one Delta commit; log the table version to MLflow."""
+    commit_info = {
+        "run_id": run_id,
+        "job": cfg.job.name,
+        "config_hash": config_hash(cfg),
+        "code_version": metadata.version("featurelake"),
+    }
+    commit = stages.run(
+        "compute_write", lambda: write_delta(table, cfg.sink, commit_info), rows=lambda c: c.rows_written
+    )
+    path = str(Path(commit.path).resolve())
+    mlflow.log_params({"delta_path": path, "delta_version": commit.version})
+    mlflow.log_metrics({"rows_written": commit.rows_written, "delta_version": commit.version})
+    digest = hashlib.sha256(f"{path}@{commit.version}".encode()).hexdigest()[:16]
+    # As a string: MLflow drops a falsy version (0) from the dataset source.
+    dataset = mlflow.data.load_delta(path=path, version=str(commit.version), targets="label", digest=digest)
+    mlflow.log_input(dataset, context="features")
+    return commit
+
+
 def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles) -> RunResult:
     """Run the flights job end to end inside one MLflow run; raise ValidationFailed before any write."""
     stages = StageLog()
@@ -115,59 +166,27 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
         run_id = run.info.run_id
         mlflow.log_params(config_params(cfg))
         record: dict = {"job": cfg.job.name, "run_id": run_id, "pipeline_definition": pipeline_definition(STAGES)}
-        flights, n_flights = stages.run(
-            "read_flights",
-            lambda: materialize(read_flights(spark, files.flights, list(cfg.source.months)), "flights"),
-            rows=lambda r: r[1],
-        )
-        weather, n_weather = stages.run(
-            "read_weather", lambda: materialize(read_weather(spark, files.weather), "weather"), rows=lambda r: r[1]
-        )
-        rows_read = {"flights": n_flights, "weather": n_weather}
-        report = stages.run(
-            "verify",
-            lambda: verify(flights, "flights", list(cfg.checks.flights)).merge(
-                verify(weather, "weather", list(cfg.checks.weather))
-            ),
-        )
-        record["validation_report"] = report.to_dict()
-        mlflow.log_metrics(
-            {
-                "rows_read_flights": n_flights,
-                "rows_read_weather": n_weather,
-                "checks_passed": len(report.checks) - len(report.failed),
-                "checks_failed": len(report.failed),
-            }
-        )
-        if not report.passed:
+        try:
+            flights, weather, rows_read, report = _read_and_verify(spark, cfg, files, stages)
+            record["validation_report"] = report.to_dict()
+            if not report.passed:
+                mlflow.set_tag("status", "validation_failed")
+                blocking = [c.name for c in report.failed if c.severity == "error"]
+                raise ValidationFailed(
+                    f"{len(blocking)} blocking check(s) failed: {', '.join(blocking)}; nothing was written"
+                )
+            table = stages.run("plan_features", lambda: build_features(flights, weather, cfg))
+            record["feature_schema"] = feature_schema(table, cfg.features)
+            commit = _write(table, cfg, run_id, stages)
+            record["delta"] = asdict(commit)
+            trials: list[TrialResult] = []
+            if cfg.experiment.enabled:
+                features = [f["name"] for f in record["feature_schema"]["features"]]
+                trials = stages.run("experiment", lambda: _experiment(spark, cfg, commit, features), rows=len)
+                record["experiment"] = [asdict(t) for t in trials]
+            mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
+        finally:
             record["stages"] = stages.to_list()
-            _write_record(cfg, run_id, record)
-            mlflow.set_tag("status", "validation_failed")
-            blocking = [c.name for c in report.failed if c.severity == "error"]
-            raise ValidationFailed(
-                f"{len(blocking)} blocking check(s) failed: {', '.join(blocking)}; nothing was written"
-            )
-
-        table = stages.run("features", lambda: build_features(flights, weather, cfg))
-        record["feature_schema"] = feature_schema(table, cfg.features)
-        commit_info = {
-            "run_id": run_id,
-            "job": cfg.job.name,
-            "config_hash": config_hash(cfg),
-            "code_version": metadata.version("featurelake"),
-        }
-        commit = stages.run("write", lambda: write_delta(table, cfg.sink, commit_info), rows=lambda c: c.rows_written)
-        mlflow.log_params({"delta_path": str(Path(commit.path).resolve()), "delta_version": commit.version})
-        mlflow.log_metrics({"rows_written": commit.rows_written, "delta_version": commit.version})
-        trials: list[TrialResult] = []
-        if cfg.experiment.enabled:
-            feature_columns = [f["name"] for f in record["feature_schema"]["features"]]
-            trials = stages.run("experiment", lambda: _experiment(spark, cfg, commit, feature_columns), rows=len)
-            record["experiment"] = [asdict(t) for t in trials]
-        mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
-        record["stages"] = stages.to_list()
-        record["delta"] = asdict(commit)
-        record_path = _write_record(cfg, run_id, record)
-        flights.unpersist()
-        weather.unpersist()
+            record_path = _write_record(cfg, run_id, record)
+            spark.catalog.clearCache()
     return RunResult(run_id, stages, rows_read, report, commit, trials, record_path)
