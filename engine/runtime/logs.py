@@ -23,6 +23,7 @@ def configure_logging(log_dir: Path) -> Path:
     console.setLevel(logging.INFO)
     for name in CONSOLE_LOGGERS:
         logging.getLogger(name).addHandler(console)
+    logging.captureWarnings(True)  # library warnings go to the log file, not the console
     for noisy in ("py4j", "mlflow", "alembic", "ray", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return log_file
