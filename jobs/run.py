@@ -20,7 +20,7 @@ from engine.sources.nycflights13 import locate_sources
 from jobs.summary import format_summary
 
 JOBS: dict[str, Callable[..., RunResult]] = {"flights": run_flights}
-log = logging.getLogger("jobs.run")
+log_file_only = logging.getLogger("featurelake.failures")  # not a console logger: traces stay in the file
 
 
 def _one_line(err: BaseException) -> str:
@@ -55,12 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(cfg)
     except FeaturelakeError as err:
-        log.debug("failed", exc_info=True)
-        logging.getLogger().error("run failed", exc_info=True)
+        log_file_only.error("run failed", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # anything unexpected still gets one line; the trace is in the log
-        logging.getLogger().error("run failed", exc_info=True)
+        log_file_only.error("run failed", exc_info=True)
         print(f"error: {type(err).__name__}: {_one_line(err)} (details in {log_file})", file=sys.stderr)
         return 1
     print(format_summary(result))

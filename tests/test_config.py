@@ -79,3 +79,26 @@ def test_cli_missing_source_fails_before_spark(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: source.path: folder not found: {tmp_path / 'missing'}"
     assert not (tmp_path / "delta").exists()
+
+
+def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "flights.csv").write_text("this is not the flights file\n1,2,3\n")
+    (source / "weather.csv").write_text("origin,time_hour\n")
+    result = run_cli(
+        f"source.path={source}",
+        "source.flights_file=flights.csv",
+        "experiment=none",
+        f"sink.path={tmp_path / 'delta'}",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"job.run_record_dir={tmp_path / 'runs'}",
+        f"job.log_dir={tmp_path / 'logs'}",
+        "spark.driver_memory=1g",
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot read source flights: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "at org.apache" in (tmp_path / "logs" / "featurelake.log").read_text()
+    assert not (tmp_path / "delta").exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,14 +19,12 @@ from engine.experiments.sweep import TrialResult, leaderboard, plan_trials, run_
 from engine.features.catalog import feature_schema
 from engine.features.events import prepare_flights
 from engine.features.weather import weather_as_of
-from engine.features.windows import window_features
+from engine.features.windows import window_feature_names, window_features
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
 from engine.quality.checks import ValidationReport, verify
 from engine.sinks.delta import Commit, write_delta
 from engine.sources.nycflights13 import SourceFiles, materialize, read_flights, read_weather
 from engine.tracking.mlflow_runs import config_params, tracked_run
-
-log = logging.getLogger("engine.pipeline")
 
 STAGES = [
     Stage("read_flights"),
@@ -62,9 +59,8 @@ def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfi
         .transform(window_features, cfg.features)
         .transform(weather_as_of, weather, list(cfg.features.weather_columns))
     )
-    features = [c for c in table.columns if c.startswith(tuple(f"{e.name}_" for e in cfg.features.entities))]
     weather_columns = [f"weather_{c}" for c in cfg.features.weather_columns]
-    return table.select(*ID_COLUMNS, "label", *features, *weather_columns)
+    return table.select(*ID_COLUMNS, "label", *window_feature_names(cfg.features), *weather_columns)
 
 
 def _write_record(cfg: FeaturelakeConfig, run_id: str, record: dict) -> Path:

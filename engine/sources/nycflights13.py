@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pyspark.sql import types as T
 from engine.config.schema import SourceConfig
 from engine.errors import SourceError
 
+_ERROR_CLASS = re.compile(r"^\[[A-Z0-9_.]+\]")
 _INT, _DOUBLE, _STR = T.IntegerType(), T.DoubleType(), T.StringType()
 
 FLIGHTS_SCHEMA = T.StructType(
@@ -107,7 +109,7 @@ def _read_csv(spark: SparkSession, path: Path, schema: T.StructType, months: lis
         .option("enforceSchema", False)
         .option("nullValue", "NA")
         .option("mode", "FAILFAST")
-        .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ssXXX")
+        .option("timestampFormat", "yyyy-MM-dd'T'HH:mm:ssX")
         .csv(str(path))
     )
     return df.where(F.col("month").isin(months)) if months else df
@@ -130,6 +132,20 @@ def locate_sources(cfg: SourceConfig) -> SourceFiles:
     return SourceFiles(stage_file(folder / cfg.flights_file, staging), stage_file(folder / cfg.weather_file, staging))
 
 
+def _root_cause(err: Exception) -> str:
+    """One line naming what went wrong: the deepest Spark error class in the JVM cause chain, and its root cause."""
+    messages = [str(err)]
+    if isinstance(err, Py4JJavaError):
+        messages, cause = [], err.java_exception
+        while cause is not None:
+            messages.append(str(cause.getMessage() or ""))
+            cause = cause.getCause()
+    flat = [" ".join(line.strip() for line in m.splitlines() if line.strip()) for m in messages if m.strip()]
+    classified = [m for m in flat if _ERROR_CLASS.match(m)]
+    parts = [classified[-1] if classified else flat[0], flat[-1]] if flat else [type(err).__name__]
+    return "; caused by: ".join(dict.fromkeys(parts))[:500]
+
+
 def materialize(df: DataFrame, source: str) -> tuple[DataFrame, int]:
     """Cache a source and count it in one scan, so a bad file fails here, naming the source."""
     cached = df.cache()
@@ -137,8 +153,7 @@ def materialize(df: DataFrame, source: str) -> tuple[DataFrame, int]:
         return cached, cached.count()
     except (PySparkException, Py4JJavaError) as err:
         cached.unpersist()
-        first_line = str(err).strip().splitlines()[0]
-        raise SourceError(f"cannot read source {source}: {first_line}") from err
+        raise SourceError(f"cannot read source {source}: {_root_cause(err)}") from err
 
 
 def read_flights(spark: SparkSession, path: Path, months: list[int]) -> DataFrame:
