@@ -42,6 +42,11 @@ def test_overrides_and_groups() -> None:
         ("checks.flights.0.kind=bogus", "checks.flight_key_unique.kind"),
         ("source.months=[13]", "source.months"),
         ("sink.mode=upsert", "sink.mode"),
+        ("features.value=arr_delay", "features.value: 'arr_delay' is not known at departure"),
+        ("features.windows=[1h,1h]", "features.windows"),
+        ("checks.flights.5.min=5000", "checks.dep_delay_range: min 5000.0 is above max 1800.0"),
+        ("checks.weather.1.name=temp_range", "repeated: temp_range"),
+        ("experiment.num_cpus=0", "experiment.num_cpus"),
     ],
 )
 def test_bad_config_names_the_key(override: str, message: str) -> None:

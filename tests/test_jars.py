@@ -35,9 +35,11 @@ def test_coordinates_command_prints_both_forms() -> None:
         text=True,
         check=True,
     ).stdout.splitlines()
-    packages = load_runtime().packages()
-    assert out[0] == f"spark-submit --packages {','.join(packages)}"
-    assert [line.strip() for line in out[2:]] == packages
+    runtime = load_runtime()
+    required = runtime.packages(include_optional=False)
+    assert out[0] == f"spark-submit --packages {','.join(required)}"
+    assert [line.strip() for line in out[2 : 2 + len(required)]] == required
+    assert out[2 + len(required) :] == ["optional: com.amazon.deequ:deequ:2.0.18-spark-4.1"]
 
 
 def test_unsupported_pyspark_fails_in_one_line(tmp_path: Path) -> None:

@@ -25,12 +25,18 @@ def test_nulls_survive_every_hop(spark: SparkSession, tmp_path) -> None:
         }
     )
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     path = str(tmp_path / "nulls")
-    spark.createDataFrame(frame).write.format("delta").save(path)
+    arrow_key = "spark.sql.execution.arrow.pyspark.enabled"
+    previous = spark.conf.get(arrow_key)
+    spark.conf.set(arrow_key, "true")  # the pandas -> Spark hop goes through Arrow
+    try:
+        spark.createDataFrame(frame).write.format("delta").save(path)
+    finally:
+        spark.conf.set(arrow_key, previous)
     delta = spark.read.format("delta").load(path).orderBy("id")
-    assert [r["count"] for r in delta.collect()] == [5, None, 0, None]
-    assert [r["carrier"] for r in delta.collect()] == ["AA", None, "", "UA"]
+    rows = delta.collect()
+    assert [r["count"] for r in rows] == [5, None, 0, None]
+    assert [r["carrier"] for r in rows] == ["AA", None, "", "UA"]
 
     files = [urlparse(u).path for u in delta.inputFiles()]
     from_delta = pq.read_table(files).sort_by("id").select(arrow.column_names)

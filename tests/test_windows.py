@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 
-import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
@@ -120,8 +119,7 @@ def test_empty_input(spark: SparkSession) -> None:
     assert feature_name("carrier", "max", "7d") in result.columns
 
 
-@pytest.mark.parametrize("window", ["1h", "7d"])
-def test_all_early_departures_exclude_self(spark: SparkSession, window: str) -> None:
+def test_all_early_departures_exclude_self(spark: SparkSession) -> None:
     t = 50 * 86400
     rows = [flight(f"e{i}", "EE", t + i * 60, -float(10 + i)) for i in range(20)]
     assert_matches(spark, rows)

@@ -77,8 +77,12 @@ class CheckConfig:
             raise ConfigError(f"checks.{self.name}.columns: at least one column is required")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"checks.{self.name}.threshold: {self.threshold} is not within 0..1")
+        if self.kind in ("range", "allowed_values") and len(self.columns) != 1:
+            raise ConfigError(f"checks.{self.name}.columns: a {self.kind} check takes exactly one column")
         if self.kind == "range" and self.min is None and self.max is None:
             raise ConfigError(f"checks.{self.name}: a range check needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ConfigError(f"checks.{self.name}: min {self.min} is above max {self.max}")
         if self.kind == "allowed_values" and not self.values:
             raise ConfigError(f"checks.{self.name}.values: an allowed_values check needs values")
 
@@ -87,6 +91,12 @@ class CheckConfig:
 class ChecksConfig:
     flights: list[CheckConfig] = field(default_factory=list)
     weather: list[CheckConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in [*self.flights, *self.weather]]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"checks: names must be unique, repeated: {', '.join(duplicates)}")
 
 
 @dataclass
@@ -111,6 +121,14 @@ class FeaturesConfig:
     ttl_seconds: int = 0
 
     def __post_init__(self) -> None:
+        if self.value != "dep_delay":
+            raise ConfigError(
+                f"features.value: '{self.value}' is not known at departure; windows are timed by the actual "
+                "departure, so only dep_delay is leak-free"
+            )
+        for group, values in (("entities", [e.name for e in self.entities]), ("windows", self.windows)):
+            if len(set(values)) != len(values):
+                raise ConfigError(f"features.{group}: {values} has repeats")
         for i, window in enumerate(self.windows):
             duration_seconds(window, f"features.windows[{i}]")
         unknown = sorted(set(self.aggregations) - set(AGGREGATIONS))
@@ -179,6 +197,8 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.model: '{self.model}' is not logistic_regression or gradient_boosting")
         if not 0.0 < self.train_fraction < 1.0:
             raise ConfigError(f"experiment.train_fraction: {self.train_fraction} is not within (0, 1)")
+        if self.num_cpus < 1:
+            raise ConfigError(f"experiment.num_cpus: {self.num_cpus} must be at least 1")
         if self.enabled and len(self.variants) < 1:
             raise ConfigError("experiment.variants: an enabled experiment needs at least one variant")
 

@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
-import mlflow.data
+from mlflow.data.delta_dataset_source import DeltaDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
 from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.schema import FeaturelakeConfig
@@ -76,7 +78,7 @@ def _experiment(
 ) -> list[TrialResult]:
     """Score the configured feature sets on Ray over the pinned Delta version; log each as a nested run."""
     uris = spark.read.format("delta").option("versionAsOf", commit.version).load(commit.path).inputFiles()
-    files = [urlparse(u).path if u.startswith("file:") else u for u in uris]
+    files = [url2pathname(urlparse(u).path) if u.startswith("file:") else u for u in uris]
     trials = plan_trials(list(cfg.experiment.variants), feature_columns)
     results = leaderboard(run_trials(files, trials, "label", "sched_dep_ts", cfg.experiment))
     for result in results:
@@ -149,9 +151,9 @@ def _write(table: DataFrame, cfg: FeaturelakeConfig, run_id: str, stages: StageL
     mlflow.log_params({"delta_path": path, "delta_version": commit.version})
     mlflow.log_metrics({"rows_written": commit.rows_written, "delta_version": commit.version})
     digest = hashlib.sha256(f"{path}@{commit.version}".encode()).hexdigest()[:16]
-    # As a string: MLflow drops a falsy version (0) from the dataset source.
-    dataset = mlflow.data.load_delta(path=path, version=str(commit.version), targets="label", digest=digest)
-    mlflow.log_input(dataset, context="features")
+    # Source only (no Spark profile job); the version as a string, as MLflow drops a falsy version 0.
+    source = DeltaDatasetSource(path=path, delta_table_version=str(commit.version))
+    mlflow.log_input(MetaDataset(source, name=f"{cfg.job.name}_features", digest=digest), context="features")
     return commit
 
 

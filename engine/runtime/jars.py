@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -69,13 +69,12 @@ def load_runtime(manifest_path: Path = MANIFEST) -> Runtime:
             f"pyspark {pyspark} does not match the jars in {manifest_path.name}, "
             f"which are built for pyspark {supported}"
         )
-    delta = metadata.version("delta-spark")
-    spark_line = ".".join(pyspark.split(".")[:2])
+    runtime = Runtime(pyspark=pyspark, delta=metadata.version("delta-spark"), artifacts=())
     artifacts = tuple(
-        Artifact(a["coordinate"].format(spark=spark_line, delta=delta), bool(a["required"]))
+        Artifact(a["coordinate"].format(spark=runtime.spark_line, delta=runtime.delta), bool(a["required"]))
         for a in manifest["artifact"]
     )
-    return Runtime(pyspark=pyspark, delta=delta, artifacts=artifacts)
+    return replace(runtime, artifacts=artifacts)
 
 
 def local_jars(runtime: Runtime, cache_root: Path) -> list[Path]:
@@ -88,12 +87,6 @@ def local_jars(runtime: Runtime, cache_root: Path) -> list[Path]:
             f"and delta-spark {runtime.delta}; run scripts/setup"
         )
     return sorted(cache.glob("*.jar"))
-
-
-def has_jar(runtime: Runtime, cache_root: Path, coordinate_prefix: str) -> bool:
-    """Whether an artifact whose coordinate starts with the prefix is in the cache."""
-    cache = runtime.cache_dir(cache_root)
-    return any(a.coordinate.startswith(coordinate_prefix) and (cache / a.jar_name).exists() for a in runtime.artifacts)
 
 
 def _pom(coordinates: list[str]) -> str:
@@ -182,11 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             for coordinate in resolve(runtime, args.cache, retry_optional=args.retry_optional):
                 print(f"note: optional jar {coordinate} is not served by Maven Central here")
             return 0
-        packages = runtime.packages()
+        packages = runtime.packages(include_optional=False)
         print(f"spark-submit --packages {','.join(packages)}")
         print("Databricks cluster libraries (Maven):")
         for coordinate in packages:
             print(f"  {coordinate}")
+        for coordinate in sorted(set(runtime.packages()) - set(packages)):
+            print(f"optional: {coordinate}")
         return 0
     except SetupError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -26,6 +26,7 @@ def write_delta(df: DataFrame, cfg: SinkConfig, commit_info: dict[str, str]) -> 
         df.write.format("delta")
         .mode(cfg.mode)
         .option("userMetadata", json.dumps(commit_info, sort_keys=True))
+        .option("overwriteSchema", cfg.mode == "overwrite")
         .save(cfg.path)
     )
     return last_commit(df.sparkSession, cfg.path)

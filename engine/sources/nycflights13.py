@@ -150,10 +150,14 @@ def materialize(df: DataFrame, source: str) -> tuple[DataFrame, int]:
     """Cache a source and count it in one scan, so a bad file fails here, naming the source."""
     cached = df.cache()
     try:
-        return cached, cached.count()
+        rows = cached.count()
     except (PySparkException, Py4JJavaError) as err:
         cached.unpersist()
         raise SourceError(f"cannot read source {source}: {_root_cause(err)}") from err
+    if rows == 0:
+        cached.unpersist()
+        raise SourceError(f"source {source} has no rows")
+    return cached, rows
 
 
 def read_flights(spark: SparkSession, path: Path, months: list[int]) -> DataFrame:
