@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: config: {err}", file=sys.stderr)
         return 2
-    log_file = configure_logging(Path(cfg.job.log_dir))
+    try:
+        log_file = configure_logging(Path(cfg.job.log_dir))
+    except OSError as err:
+        print(f"error: job.log_dir: cannot write logs to {cfg.job.log_dir}: {err.strerror}", file=sys.stderr)
+        return 2
     try:
         result = run(cfg)
     except FeaturelakeError as err:

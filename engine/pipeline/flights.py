@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +28,8 @@ from engine.quality.checks import ValidationReport, verify
 from engine.sinks.delta import Commit, write_delta
 from engine.sources.nycflights13 import SourceFiles, materialize, read_flights, read_weather
 from engine.tracking.mlflow_runs import config_params, tracked_run
+
+log = logging.getLogger("engine.pipeline")
 
 STAGES = [
     Stage("read_flights"),
@@ -183,8 +186,15 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
                 trials = stages.run("experiment", lambda: _experiment(spark, cfg, commit, features), rows=len)
                 record["experiment"] = [asdict(t) for t in trials]
             mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
-        finally:
+        except BaseException:
             record["stages"] = stages.to_list()
-            record_path = _write_record(cfg, run_id, record)
+            try:
+                _write_record(cfg, run_id, record)
+            except Exception:  # the run's own error is the one to report
+                log.warning("could not write the run record of failed run %s", run_id, exc_info=True)
+            raise
+        finally:
             spark.catalog.clearCache()
+        record["stages"] = stages.to_list()
+        record_path = _write_record(cfg, run_id, record)
     return RunResult(run_id, stages, rows_read, report, commit, trials, record_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import zipfile
@@ -90,15 +91,18 @@ def stage_file(path: Path, staging_dir: Path) -> Path:
     if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
         return target
     staging_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".partial-{os.getpid()}")
     try:
         with zipfile.ZipFile(path) as archive:
-            member = archive.namelist()[0]
-            partial = target.with_suffix(".partial")
-            with archive.open(member) as src, partial.open("wb") as dst:
+            members = archive.namelist()
+            if len(members) != 1:
+                raise SourceError(f"source file {path} should hold one CSV file, it holds {len(members)}")
+            with archive.open(members[0]) as src, partial.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
-    except zipfile.BadZipFile as err:
-        raise SourceError(f"source file {path} is not a readable zip archive: {err}") from err
-    partial.replace(target)
+        partial.replace(target)
+    except (zipfile.BadZipFile, OSError) as err:
+        partial.unlink(missing_ok=True)
+        raise SourceError(f"cannot extract source file {path}: {err}") from err
     return target
 
 
