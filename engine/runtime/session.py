@@ -77,7 +77,6 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.extraJavaOptions": _log4j_options(log_dir),
-            "spark.sql.adaptive.enabled": "true",
         }
     elif cfg.master:
         settings["spark.master"] = cfg.master
