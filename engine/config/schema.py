@@ -7,27 +7,19 @@ a type cannot express (durations, allowed names).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from engine.config.durations import duration_seconds
+from engine.config.features import FeaturesConfig
 from engine.errors import ConfigError
 
-_DURATION = re.compile(r"^(?P<n>[1-9]\d*)(?P<unit>[smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-AGGREGATIONS = ("count", "mean", "max")
+__all__ = ["FeaturesConfig", "duration_seconds"]
+
 CHECK_KINDS = ("completeness", "range", "unique", "allowed_values")
 SEVERITIES = ("error", "warning")
-
-
-def duration_seconds(text: str, key: str) -> int:
-    """Parse a duration such as `90m`, `24h` or `7d` into seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"{key}: '{text}' is not a duration like 30m, 1h or 7d")
-    return int(match["n"]) * _UNIT_SECONDS[match["unit"]]
 
 
 @dataclass
@@ -100,46 +92,12 @@ class ChecksConfig:
 
 
 @dataclass
-class EntityConfig:
-    name: str = MISSING
-    keys: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.keys:
-            raise ConfigError(f"features.entities.{self.name}.keys: at least one key column is required")
-
-
-@dataclass
-class FeaturesConfig:
-    """Windowed aggregations of `value` per entity, as known strictly before each flight."""
-
-    value: str = "dep_delay"
-    entities: list[EntityConfig] = field(default_factory=list)
-    windows: list[str] = field(default_factory=list)
-    aggregations: list[str] = field(default_factory=list)
-    weather_columns: list[str] = field(default_factory=list)
-    ttl_seconds: int = 0
-
-    def __post_init__(self) -> None:
-        if self.value != "dep_delay":
-            raise ConfigError(
-                f"features.value: '{self.value}' is not known at departure; windows are timed by the actual "
-                "departure, so only dep_delay is leak-free"
-            )
-        for group, values in (("entities", [e.name for e in self.entities]), ("windows", self.windows)):
-            if len(set(values)) != len(values):
-                raise ConfigError(f"features.{group}: {values} has repeats")
-        for i, window in enumerate(self.windows):
-            duration_seconds(window, f"features.windows[{i}]")
-        unknown = sorted(set(self.aggregations) - set(AGGREGATIONS))
-        if unknown:
-            raise ConfigError(f"features.aggregations: {unknown} are not among {', '.join(AGGREGATIONS)}")
-
-
-@dataclass
 class SinkConfig:
+    """Where the feature table goes. With `features.start`/`end` an overwrite replaces only that range."""
+
     path: str = "output/delta/flights_features"
     mode: str = "overwrite"
+    partition_by: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.mode not in ("overwrite", "append"):

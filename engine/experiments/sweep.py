@@ -59,7 +59,7 @@ def score_trial(files: list[str], trial: Trial, label: str, time_column: str, cf
     try:
         if not trial.features:
             raise ValueError(f"variant {trial.variant} selects no feature column")
-        table = pq.read_table(files, columns=[*trial.features, label, time_column])
+        table = pq.read_table(files, columns=[*trial.features, label, time_column], partitioning=None)
         frame = table.to_pandas().dropna(subset=[label]).sort_values(time_column, kind="stable")
         cut = int(len(frame) * cfg.train_fraction)
         train, valid = frame.iloc[:cut], frame.iloc[cut:]

@@ -4,41 +4,53 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from engine.config.schema import FeaturesConfig
-from engine.features.windows import feature_name
+from engine.config.durations import duration_seconds
+from engine.config.features import FeaturesConfig
+from engine.features.calendar import time_feature_names
+from engine.features.table import compile_features
 
-_AGG_TEXT = {"count": "number of", "mean": "mean {value} of", "max": "maximum {value} of"}
 
-
-def feature_schema(table: DataFrame, cfg: FeaturesConfig) -> dict:
+def feature_schema(table: DataFrame, cfg: FeaturesConfig, entity_keys: list[str], label: str | None) -> dict:
     """Describe each feature column of `table` as declared by `cfg` (no Spark job runs)."""
     types = {f.name: f.dataType.simpleString() for f in table.schema.fields}
     features = []
-    for entity in cfg.entities:
-        for window in cfg.windows:
-            for agg in cfg.aggregations:
-                name = feature_name(entity.name, agg, window)
-                what = _AGG_TEXT[agg].format(value=cfg.value)
-                features.append(
-                    {
-                        "name": name,
-                        "type": types[name],
-                        "description": f"{what} other flights of the same {entity.name} that departed "
-                        f"in the {window} before the scheduled departure",
-                        "entity_keys": list(entity.keys),
-                        "ttl_seconds": cfg.ttl_seconds,
-                    }
-                )
-    for column in cfg.weather_columns:
-        name = f"weather_{column}"
-        features.append(
+    for plan in compile_features(cfg):
+        ttl = duration_seconds(plan.group.ttl, f"features.groups.{plan.group.name}.ttl")
+        described = [(f.name, f.description) for f in plan.windowed] + [(g.name, g.description) for g in plan.lags]
+        features += [
+            {"name": n, "type": types[n], "description": d, "entity_keys": list(plan.group.keys), "ttl_seconds": ttl}
+            for n, d in described
+        ]
+    if cfg.time_features:
+        zone = cfg.time_features.timezone
+        features += [
             {
-                "name": name,
-                "type": types[name],
-                "description": f"{column} of the latest hourly weather at the origin at or before "
-                "the scheduled departure",
-                "entity_keys": ["origin"],
-                "ttl_seconds": cfg.ttl_seconds,
+                "name": n,
+                "type": types[n],
+                "description": f"{n.split('_', 1)[1]} of {cfg.timestamp} in {zone}",
+                "entity_keys": [],
+                "ttl_seconds": None,
             }
-        )
-    return {"entity_keys": ["flight_id"], "timestamp": "sched_dep_ts", "label": "label", "features": features}
+            for n in time_feature_names(cfg.time_features)
+        ]
+    features += [
+        {
+            "name": d.name,
+            "type": types[d.name],
+            "description": d.description or d.expr,
+            "entity_keys": [],
+            "ttl_seconds": None,
+        }
+        for d in cfg.derived
+    ]
+    features += [
+        {
+            "name": f"weather_{c}",
+            "type": types[f"weather_{c}"],
+            "description": f"{c} of the latest hourly weather at the origin at or before {cfg.timestamp}",
+            "entity_keys": ["origin"],
+            "ttl_seconds": None,
+        }
+        for c in cfg.weather_columns
+    ]
+    return {"entity_keys": entity_keys, "timestamp": cfg.timestamp, "label": label, "features": features}

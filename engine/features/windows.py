@@ -1,172 +1,365 @@
-"""Leak-free windowed aggregations per entity.
+"""Windowed aggregations per entity in linear time, exact at every row.
 
-For a flight scheduled at t, the window of length w holds the other flights of the same entity
-whose actual departure d satisfies t - w <= d < t. Events (departures) and queries (scheduled
-departures) are unioned per entity and ordered by time:
+Rows enter the windows of their entity at their known-at time `a`; a query row at time `t` sees the
+window `(t-w, t]` (closed right) or `[t-w, t)` (closed left). Every feature is built from frames
+that only grow (UNBOUNDED PRECEDING to a fixed offset), which Spark evaluates incrementally, so the
+cost per row does not depend on how many events a window holds:
 
-- count and sum are differences of running totals (growing frames, linear cost), summed as
-  decimals so that the difference is exact;
-- max uses the moving range frame [-w, -1] over integer seconds, which is exactly that window.
+- count, sum, mean, variance: running totals up to `t` minus running totals up to `t - w`;
+- min, max: time tiles of length `w`, so the window is the part of tile T(t) up to `t` (a running
+  extreme within the tile, read from an ascending frame) plus the part of tile T(t)-1 after `t - w`
+  (a running extreme read from a descending frame); a struct keyed by tile keeps each frame's
+  extreme within one tile;
+- first, last: the earliest event after `t - w` (descending frame) and the latest up to `t`;
+- distinct counts: each event is "the latest of its value in the window" for `t` in
+  `[a, min(next a of that value, a + w))`, so a +1 at `a` and a -1 marker row at the interval's end
+  make the distinct count a running total;
+- lags and last-N values: each event keeps its last K events (a bounded frame), read as of `t`.
 
-A flight that left early lies in its own window. Its count and sum are subtracted. When it also
-holds the window maximum, the maximum of the others comes from a join of those rows with the
-events of the one or two window-length buckets their window overlaps.
+Skew: rows are partitioned by entity and by time bucket (`skew_split` x the longest look-back), and
+each bucket also receives copies of the events in the look-back before it, so a hot entity spreads
+over many tasks. Groups with a lifetime window need all history and are partitioned by entity only.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
+from pyspark.sql.types import TimestampType
 
-from engine.config.schema import EntityConfig, FeaturesConfig, duration_seconds
+from engine.config.features import FeaturesConfig
+from engine.errors import ConfigError
+from engine.features.compile import MICROS, GroupPlan, Lag, Windowed
 
-_EXACT = "decimal(38,6)"
-
-
-def feature_name(entity: str, aggregation: str, window: str) -> str:
-    return f"{entity}_{aggregation}_{window}"
-
-
-def window_feature_names(cfg: FeaturesConfig) -> list[str]:
-    """Every windowed feature column, in table order: entity, then window, then aggregation."""
-    return [feature_name(e.name, agg, w) for e in cfg.entities for w in cfg.windows for agg in cfg.aggregations]
+_AT, _BUCKET, _OWN, _EV, _Q = "_fl_at", "_fl_bucket", "_fl_own", "_fl_ev", "_fl_q"
+_HIST, _POS = "_fl_hist", "_fl_pos"
+_UNBOUNDED = Window.unboundedPreceding
 
 
-def _seconds(window: str) -> int:
-    return duration_seconds(window, "features.windows")
+def _micros(df: DataFrame, column: str, key: str) -> Column:
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    if column not in fields:
+        raise ConfigError(f"{key}: column '{column}' is not in the input ({', '.join(fields)})")
+    if not isinstance(fields[column], TimestampType):
+        raise ConfigError(f"{key}: column '{column}' is {fields[column].simpleString()}, not a timestamp")
+    return F.unix_micros(F.col(column))
 
 
-def _events_and_queries(flights: DataFrame, keys: list[str], value: str) -> tuple[DataFrame, DataFrame]:
-    """Departed flights as events at their actual departure, and every flight as a query at its schedule."""
-    keyed = flights.where(reduce(operator.and_, [F.col(k).isNotNull() for k in keys]))
-    events = keyed.where(F.col("departed_epoch").isNotNull()).select(
-        *keys, "flight_id", F.col("departed_epoch").alias("t"), F.col(value).cast("double").alias("value")
-    )
-    queries = keyed.select(
-        *keys,
-        "flight_id",
-        F.col("sched_epoch").alias("t"),
-        F.col("departed_epoch").alias("self_departed"),
-        F.col(value).cast("double").alias("self_value"),
-    )
-    return events, queries
+def _check_columns(df: DataFrame, plan: GroupPlan) -> None:
+    present = set(df.columns)
+    wanted = list(plan.group.keys) + [i.column for i in plan.inputs if i.column]
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise ConfigError(f"features.groups.{plan.group.name}: columns {missing} are not in the input")
 
 
-def _windowed_totals(events: DataFrame, queries: DataFrame, keys: list[str], windows: list[str]) -> DataFrame:
-    """Per query: running count and exact sum before t and before t - w, and the max over [t - w, t)."""
-    unioned = events.withColumns(
-        {"self_departed": F.lit(None).cast("long"), "self_value": F.lit(None).cast("double"), "is_query": F.lit(False)}
-    ).unionByName(queries.withColumns({"value": F.lit(None).cast("double"), "is_query": F.lit(True)}))
-    ordered = Window.partitionBy(*keys).orderBy("t")
-    before = ordered.rangeBetween(Window.unboundedPreceding, -1)
-    exact = F.col("value").cast(_EXACT)
-    totals = {"n_before": F.count("value").over(before), "s_before": F.sum(exact).over(before)}
-    for window in windows:
-        expired = ordered.rangeBetween(Window.unboundedPreceding, -(_seconds(window) + 1))
-        totals |= {
-            f"n_expired_{window}": F.count("value").over(expired),
-            f"s_expired_{window}": F.sum(exact).over(expired),
-            f"max_all_{window}": F.max("value").over(ordered.rangeBetween(-_seconds(window), -1)),
-        }
-    return unioned.withColumns(totals).where("is_query").drop("value", "is_query")
+def _input_values(plan: GroupPlan) -> dict[str, Column]:
+    """The value of each input on an event row; null when the row fails the input's filter."""
+    values = {}
+    for source in plan.inputs:
+        value = F.col(source.column) if source.column else F.lit(1)
+        values[source.ref] = F.when(F.expr(source.filter), value) if source.filter else value
+    return values
 
 
-def _window_stats(totals: DataFrame, windows: list[str]) -> DataFrame:
-    """Count, mean and max of the others per window; `fix_<w>` marks where the max still counts the flight."""
-    stats: dict[str, Column] = {}
-    for window in windows:
-        departed, t = F.col("self_departed"), F.col("t")
-        own = departed.isNotNull() & (departed >= t - _seconds(window)) & (departed < t)
-        count = F.col("n_before") - F.col(f"n_expired_{window}") - own.cast("long")
-        total = (
-            F.coalesce(F.col("s_before"), F.lit(0))
-            - F.coalesce(F.col(f"s_expired_{window}"), F.lit(0))
-            - F.when(own, F.col("self_value").cast(_EXACT)).otherwise(F.lit(0))
+def _in_range(time: Column, start_micros: int | None, end_micros: int | None) -> Column:
+    conditions = [time.isNotNull()]
+    if start_micros is not None:
+        conditions.append(time >= start_micros)
+    if end_micros is not None:
+        conditions.append(time < end_micros)
+    return reduce(operator.and_, conditions)
+
+
+class _Frames:
+    """The window frames of one partitioning, named by what they cover relative to the row's time t."""
+
+    def __init__(self, partition: list[str]) -> None:
+        self.asc: WindowSpec = Window.partitionBy(*partition).orderBy(_AT)
+        self.desc: WindowSpec = Window.partitionBy(*partition).orderBy(F.col(_AT).desc())
+
+    def upto(self, closed: str) -> WindowSpec:
+        """Events at or before t (closed right) or strictly before t (closed left)."""
+        return self.asc.rangeBetween(_UNBOUNDED, 0 if closed == "right" else -1)
+
+    def expired(self, micros: int, closed: str) -> WindowSpec:
+        """Events that left the window: at or before t-w (right), strictly before t-w (left)."""
+        return self.asc.rangeBetween(_UNBOUNDED, -micros if closed == "right" else -(micros + 1))
+
+    def after(self, micros: int, closed: str) -> WindowSpec:
+        """Events after t-w (right) or at or after t-w (left), read from the descending order."""
+        return self.desc.rangeBetween(_UNBOUNDED, micros - 1 if closed == "right" else micros)
+
+
+def _struct(*pairs: tuple[str, Column]) -> Column:
+    return F.struct(*[column.alias(name) for name, column in pairs])
+
+
+class _Compiler:
+    """Turns each windowed feature into a column over the unioned rows, sharing repeated frames."""
+
+    def __init__(self, frames: _Frames) -> None:
+        self.frames = frames
+        self.t = F.col(_AT)
+        self.inputs: dict[str, Column] = {}
+
+    def _input(self, key: str, build: Callable[[], Column]) -> Column:
+        """A window function's argument, projected once before the windows (codegen, not per frame)."""
+        name = f"_fl_arg_{key}"
+        if name not in self.inputs:
+            self.inputs[name] = build()
+        return F.col(name)
+
+    def windowed(self, f: Windowed) -> Column:
+        builder = getattr(self, f"_{f.function}")
+        return builder(f)
+
+    # invertible: running totals up to t minus running totals up to t - w
+    def _total(self, agg: Callable[[Column], Column], value: Column, f: Windowed) -> Column:
+        upto = agg(value).over(self.frames.upto(f.closed))
+        if f.micros is None:
+            return upto
+        return upto - F.coalesce(agg(value).over(self.frames.expired(f.micros, f.closed)), F.lit(0))
+
+    def _count(self, f: Windowed) -> Column:
+        return self._total(F.count, F.col(f.input.ref), f)
+
+    def _sum(self, f: Windowed) -> Column:
+        return F.when(self._count(f) > 0, self._total(F.sum, F.col(f.input.ref), f))
+
+    def _double(self, f: Windowed) -> Column:
+        return self._input(f"{f.input.ref}_double", lambda: F.col(f.input.ref).cast("double"))
+
+    def _mean(self, f: Windowed) -> Column:
+        count = self._count(f)
+        return F.when(count > 0, self._total(F.sum, self._double(f), f) / count)
+
+    def _variance(self, f: Windowed) -> Column:
+        n = self._count(f)
+        s1 = self._total(F.sum, self._double(f), f)
+        square = self._input(f"{f.input.ref}_square", lambda: F.col(f.input.ref).cast("double") ** 2)
+        s2 = self._total(F.sum, square, f)
+        return F.when(n > 1, F.greatest((s2 - s1 * s1 / n) / (n - 1), F.lit(0.0)))
+
+    def _stddev(self, f: Windowed) -> Column:
+        return F.sqrt(self._variance(f))
+
+    # extremes: running extreme of tile T(t) up to t, and of tile T(t)-1 after t - w
+    def _extreme(self, f: Windowed, largest: bool) -> Column:
+        value = F.col(f.input.ref)
+        present = value.isNotNull()
+        if f.micros is None:
+            return (F.max if largest else F.min)(value).over(self.frames.upto(f.closed))
+        tile = F.floor(self.t / f.micros)
+        own_tile = tile if largest else -tile
+        extreme = F.max if largest else F.min
+        tiled = f"{f.input.ref}_{f.micros}_{'max' if largest else 'min'}"
+        head = self._input(f"head_{tiled}", lambda: F.when(present, _struct(("k", own_tile), ("v", value))))
+        tail = self._input(f"tail_{tiled}", lambda: F.when(present, _struct(("k", -own_tile), ("v", value))))
+        head = extreme(head).over(self.frames.upto(f.closed))
+        tail = extreme(tail).over(self.frames.after(f.micros, f.closed))
+        in_head = F.when(head["k"] == own_tile, head["v"])
+        previous = -(tile - 1) if largest else tile - 1
+        in_tail = F.when(tail["k"] == previous, tail["v"])
+        return (F.greatest if largest else F.least)(in_head, in_tail)
+
+    def _max(self, f: Windowed) -> Column:
+        return self._extreme(f, largest=True)
+
+    def _min(self, f: Windowed) -> Column:
+        return self._extreme(f, largest=False)
+
+    # first and last non-null values; ties at one time resolve to the smaller (first) / larger (last) value
+    def _keyed(self, f: Windowed) -> Column:
+        value = F.col(f.input.ref)
+        return self._input(
+            f"keyed_{f.input.ref}", lambda: F.when(value.isNotNull(), _struct(("a", self.t), ("v", value)))
         )
-        stats |= {
-            f"count_{window}": count,
-            f"mean_{window}": F.when(count > 0, total.cast("double") / count),
-            f"max_{window}": F.when(count > 0, F.col(f"max_all_{window}")),
-            f"fix_{window}": (count > 0) & own & (F.col("self_value") >= F.col(f"max_all_{window}")),
-        }
-    return totals.withColumns(stats)
+
+    def _first(self, f: Windowed) -> Column:
+        if f.micros is None:
+            return F.min(self._keyed(f)).over(self.frames.upto(f.closed))["v"]
+        earliest = F.min(self._keyed(f)).over(self.frames.after(f.micros, f.closed))
+        inside = earliest["a"] <= self.t if f.closed == "right" else earliest["a"] < self.t
+        return F.when(inside, earliest["v"])
+
+    def _last(self, f: Windowed) -> Column:
+        latest = F.max(self._keyed(f)).over(self.frames.upto(f.closed))
+        if f.micros is None:
+            return latest["v"]
+        inside = latest["a"] > self.t - f.micros if f.closed == "right" else latest["a"] >= self.t - f.micros
+        return F.when(inside, latest["v"])
+
+    # distinct values: +1 on each event, -1 on its marker row; see the module docstring
+    def _count_distinct(self, f: Windowed) -> Column:
+        return F.coalesce(F.sum(F.col(_delta_ref(f))).over(self.frames.upto(f.closed)), F.lit(0))
+
+    def _approx_count_distinct(self, f: Windowed) -> Column:
+        return self._count_distinct(f)
+
+    # last-N: the newest event at or before t keeps its last K events
+    def _last_n(self, f: Windowed) -> Column:
+        hist = self._newest_history(f.input.ref, self.frames.upto(f.closed))
+        if f.micros is not None:
+            low = self.t - f.micros
+            hist = F.filter(hist, lambda e: e["a"] > low if f.closed == "right" else e["a"] >= low)
+        start = F.greatest(F.size(hist) - f.n + 1, F.lit(1))
+        return F.when(F.size(hist) > 0, F.transform(F.slice(hist, start, F.lit(f.n)), lambda e: e["v"]))
+
+    def lag(self, lag: Lag, ttl_micros: int) -> Column:
+        """The k-th previous event strictly before t, if it is within the TTL."""
+        hist = self._newest_history(lag.input.ref, self.frames.upto("left"))
+        event = F.when(F.size(hist) >= lag.k, F.element_at(hist, -lag.k))
+        return F.when(event["a"] > self.t - ttl_micros, event["v"])
+
+    def _newest_history(self, ref: str, frame: WindowSpec) -> Column:
+        """The kept history (oldest first) of the newest event in `frame`."""
+        keyed = self._input(
+            f"history_{ref}",
+            lambda: F.when(F.col(_EV), _struct(("a", self.t), ("p", F.col(_POS)), ("h", F.col(_history_ref(ref))))),
+        )
+        return F.max(keyed).over(frame)["h"]
 
 
-def _max_of_others(events: DataFrame, stats: DataFrame, keys: list[str], windows: list[str]) -> DataFrame:
-    """Exact max over the window of each flagged query, excluding the query's own flight; one column per window.
+def _delta_ref(f: Windowed) -> str:
+    return f"_fl_d_{f.input.ref}_{f.window}"
 
-    Events are bucketed by window length, so a query meets only the one or two buckets its window
-    overlaps, never all events of its entity.
+
+def _history_ref(ref: str) -> str:
+    return f"{_HIST}_{ref}"
+
+
+def _date_micros(day: str | None) -> int | None:
+    return None if day is None else int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * MICROS
+
+
+def _bucketed(rows: DataFrame, bucket: int | None, horizon: int) -> DataFrame:
+    """Assign each row its time bucket; an event in the last `horizon` of a bucket also goes to the next.
+
+    One explode, not a union, so the rows' lineage is evaluated once. Rows without a time get a null
+    bucket: a group of their own that no frame of a timed row reaches.
     """
-    flagged = F.filter(
-        F.array(
-            *[
-                F.struct(F.lit(w).alias("window"), F.lit(_seconds(w)).alias("window_s"), F.col(f"fix_{w}").alias("fix"))
-                for w in windows
-            ]
-        ),
-        lambda item: item["fix"],
+    if bucket is None:
+        return rows.withColumns({_BUCKET: F.when(F.col(_AT).isNotNull(), F.lit(0)).cast("long"), _OWN: F.lit(True)})
+    own = F.floor(F.col(_AT) / bucket)
+    home = _struct(("b", own), ("own", F.lit(True)))
+    next_bucket = _struct(("b", own + 1), ("own", F.lit(False)))
+    copied = F.col(_EV) & (F.col(_AT) >= (own + 1) * bucket - horizon)
+    placed = rows.withColumn(
+        "_fl_place", F.explode(F.when(copied, F.array(home, next_bucket)).otherwise(F.array(home)))
     )
-    needs = (
-        stats.select(*keys, "flight_id", "t", F.explode(flagged).alias("need"))
-        .select(*keys, "flight_id", "t", "need.window", "need.window_s")
-        .withColumn(
-            "bucket",
-            F.explode(
-                F.sequence(
-                    F.floor((F.col("t") - F.col("window_s")) / F.col("window_s")),
-                    F.floor((F.col("t") - 1) / F.col("window_s")),
-                )
-            ),
+    return placed.withColumns(
+        {_BUCKET: F.col("_fl_place.b"), _OWN: F.col("_fl_place.own"), _Q: F.col(_Q) & F.col("_fl_place.own")}
+    ).drop("_fl_place")
+
+
+def _with_histories(events: DataFrame, plan: GroupPlan, partition: list[str]) -> DataFrame:
+    """Each event keeps (time, value) of its last K events, itself last, for lags and last-N values.
+
+    Events at one time are ordered by their values, and `_fl_pos` records that order.
+    """
+    refs = sorted({lag.input.ref for lag in plan.lags} | {f.input.ref for f in plan.windowed if f.function == "last_n"})
+    if not refs:
+        return events
+    ordered = Window.partitionBy(*partition).orderBy(_AT, *refs)
+    kept = ordered.rowsBetween(-(plan.history_depth - 1), 0)
+    history = {_history_ref(r): F.collect_list(_struct(("a", F.col(_AT)), ("v", F.col(r)))).over(kept) for r in refs}
+    return events.withColumns({**history, _POS: F.row_number().over(ordered)})
+
+
+def _with_distinct_markers(events: DataFrame, plan: GroupPlan, partition: list[str]) -> DataFrame:
+    """+1 on each event and a -1 marker row where it stops being the latest of its value in the window."""
+    by_ref = {_delta_ref(f): f for f in plan.windowed if f.function in ("count_distinct", "approx_count_distinct")}
+    distinct = list(by_ref.values())
+    if not distinct:
+        return events
+    refs = sorted({f.input.ref for f in distinct})
+    nexts = {f"_fl_next_{ref}": F.lead(_AT).over(Window.partitionBy(*partition, ref).orderBy(_AT)) for ref in refs}
+    events = events.withColumns(nexts)
+    events = events.withColumns(
+        {_delta_ref(f): F.when(F.col(_EV) & F.col(f.input.ref).isNotNull(), F.lit(1)) for f in distinct}
+    )
+    markers = []
+    for f in distinct:
+        following = F.col(f"_fl_next_{f.input.ref}")
+        end = following if f.micros is None else F.least(following, F.col(_AT) + f.micros)
+        markers.append(
+            events.where(F.col(_EV) & F.col(f.input.ref).isNotNull() & end.isNotNull()).select(
+                *partition,
+                F.lit(False).alias(_OWN),
+                F.lit(False).alias(_EV),
+                F.lit(False).alias(_Q),
+                end.alias(_AT),
+                F.lit(-1).alias(_delta_ref(f)),
+            )
         )
-        .alias("q")
-    )
-    spans = events.sparkSession.createDataFrame([(w, _seconds(w)) for w in windows], "window string, window_s long")
-    bucketed = (
-        events.join(F.broadcast(spans), how="cross")
-        .withColumn("bucket", F.floor(F.col("t") / F.col("window_s")))
-        .alias("e")
-    )
-    in_window = [
-        *[F.col(f"q.{k}") == F.col(f"e.{k}") for k in [*keys, "window", "bucket"]],
-        F.col("e.t") >= F.col("q.t") - F.col("q.window_s"),
-        F.col("e.t") < F.col("q.t"),
-        F.col("e.flight_id") != F.col("q.flight_id"),
-    ]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), [events, *markers])
+
+
+def group_features(
+    queries: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, events: DataFrame | None = None
+) -> DataFrame:
+    """Add the group's features to every query row, as of the row's `cfg.timestamp`.
+
+    `events` defaults to the query rows themselves (event granularity). Query rows with a null key
+    or time are kept with null features; with `cfg.start`/`cfg.end` only queries in that range are
+    returned, and only the events their windows need are read.
+    """
+    key = f"features.groups.{plan.group.name}"
+    keys = list(plan.group.keys)
+    shared = events is None and cfg.known_at is None
+    events = queries if events is None else events
+    _check_columns(events, plan)
+    query_time = _micros(queries, cfg.timestamp, f"{key} timestamp")
+    event_time = _micros(events, cfg.known_at or cfg.timestamp, f"{key} known_at")
+    start, end = _date_micros(cfg.start), _date_micros(cfg.end)
+    horizon = plan.horizon_micros
+    reach = None if start is None or plan.lifetime else start - horizon
+    keyed = reduce(operator.and_, [F.col(k).isNotNull() for k in keys])
+    # every query row in range is returned; one without a key or time is in no window and gets nulls
+    wanted = _in_range(query_time, start, end) if (start or end) else F.lit(True)
+    inputs = _input_values(plan)
+
+    if shared:
+        event = keyed & _in_range(query_time, reach, end)
+        rows = queries.where(event | wanted).withColumns(
+            {
+                **{ref: F.when(event, value) for ref, value in inputs.items()},
+                _AT: query_time,
+                _EV: event,
+                _Q: wanted,
+            }
+        )
+    else:
+        event_rows = events.where(keyed & _in_range(event_time, reach, end)).select(
+            *keys,
+            *[v.alias(ref) for ref, v in inputs.items()],
+            event_time.alias(_AT),
+            F.lit(True).alias(_EV),
+            F.lit(False).alias(_Q),
+        )
+        query_rows = queries.where(wanted).withColumns({_AT: query_time, _EV: F.lit(False), _Q: F.lit(True)})
+    bucket = None if plan.lifetime or cfg.skew_split == 0 else cfg.skew_split * horizon
+    partition = [*keys, _BUCKET]
+    if shared:
+        rows = _bucketed(rows, bucket, horizon).transform(_with_histories, plan, partition)
+    else:
+        event_rows = _bucketed(event_rows, bucket, horizon).transform(_with_histories, plan, partition)
+        rows = event_rows.unionByName(_bucketed(query_rows, bucket, horizon), allowMissingColumns=True)
+    rows = _with_distinct_markers(rows, plan, partition)
+
+    compiler = _Compiler(_Frames(partition))
+    features = {f.name: compiler.windowed(f) for f in plan.windowed}
+    features |= {lag.name: compiler.lag(lag, plan.ttl_micros) for lag in plan.lags}
+    placed = keyed & F.col(_AT).isNotNull()
     return (
-        needs.join(bucketed, on=in_window, how="inner")
-        .groupBy(F.col("q.flight_id").alias("flight_id"))
-        .pivot("q.window", windows)
-        .agg(F.max("e.value"))
-        .withColumnsRenamed({w: f"fixed_{w}" for w in windows})
-    )
-
-
-def entity_features(flights: DataFrame, entity: EntityConfig, cfg: FeaturesConfig) -> DataFrame:
-    """One row per flight with a non-null key: count, mean and max of `cfg.value` per window.
-
-    The windowed rows are cached because the max corrections read them a second time; the job
-    clears the cache when it ends.
-    """
-    keys, windows = list(entity.keys), list(cfg.windows)
-    events, queries = _events_and_queries(flights, keys, cfg.value)
-    stats = _window_stats(_windowed_totals(events, queries, keys, windows), windows).cache()
-    corrected = stats.join(_max_of_others(events, stats, keys, windows), on="flight_id", how="left").withColumns(
-        {f"max_{w}": F.when(F.col(f"fix_{w}"), F.col(f"fixed_{w}")).otherwise(F.col(f"max_{w}")) for w in windows}
-    )
-    return corrected.select(
-        "flight_id",
-        *[F.col(f"{agg}_{w}").alias(feature_name(entity.name, agg, w)) for w in windows for agg in cfg.aggregations],
-    )
-
-
-def window_features(flights: DataFrame, cfg: FeaturesConfig) -> DataFrame:
-    """Flights with every entity's windowed features joined on; null where the entity key is null."""
-    return reduce(
-        lambda table, entity: table.join(entity_features(flights, entity, cfg), on="flight_id", how="left"),
-        cfg.entities,
-        flights,
+        rows.withColumns(compiler.inputs)
+        .withColumns(features)
+        .where(F.col(_Q) & F.col(_OWN))
+        .select(*queries.columns, *[F.when(placed, F.col(name)).alias(name) for name in plan.features])
     )

@@ -21,8 +21,8 @@ from engine.errors import ValidationFailed
 from engine.experiments.sweep import TrialResult, leaderboard, plan_trials, run_trials
 from engine.features.catalog import feature_schema
 from engine.features.events import prepare_flights
+from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.features.weather import weather_as_of
-from engine.features.windows import window_feature_names, window_features
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
 from engine.quality.checks import ValidationReport, verify
 from engine.sinks.delta import Commit, write_delta
@@ -61,17 +61,22 @@ def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfi
     """The feature table: one row per flight, keys, label, windowed and weather features."""
     table = (
         flights.transform(prepare_flights, cfg.job)
-        .transform(window_features, cfg.features)
+        .transform(feature_table, cfg.features)
         .transform(weather_as_of, weather, list(cfg.features.weather_columns))
     )
     weather_columns = [f"weather_{c}" for c in cfg.features.weather_columns]
-    return table.select(*ID_COLUMNS, "label", *window_feature_names(cfg.features), *weather_columns)
+    features = [*feature_names(cfg.features), *weather_columns]
+    return table.select(*ID_COLUMNS, "label", *features, PARTITION_COLUMN)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2, default=str))
 
 
 def _write_record(cfg: FeaturelakeConfig, run_id: str, record: dict) -> Path:
     path = Path(cfg.job.run_record_dir) / f"{cfg.job.name}-{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str))
+    _write_json(path, record)
     mlflow.log_artifact(str(path), artifact_path="run_record")
     return path
 
@@ -148,7 +153,9 @@ def _write(table: DataFrame, cfg: FeaturelakeConfig, run_id: str, stages: StageL
         "code_version": metadata.version("featurelake"),
     }
     commit = stages.run(
-        "compute_write", lambda: write_delta(table, cfg.sink, commit_info), rows=lambda c: c.rows_written
+        "compute_write",
+        lambda: write_delta(table, cfg.sink, commit_info, replace_range(cfg.features)),
+        rows=lambda c: c.rows_written,
     )
     path = str(Path(commit.path).resolve())
     mlflow.log_params({"delta_path": path, "delta_version": commit.version})
@@ -177,7 +184,9 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
                     f"{len(blocking)} blocking check(s) failed: {', '.join(blocking)}; nothing was written"
                 )
             table = stages.run("plan_features", lambda: build_features(flights, weather, cfg))
-            record["feature_schema"] = feature_schema(table, cfg.features)
+            record["feature_schema"] = feature_schema(table, cfg.features, ["flight_id"], "label")
+            mlflow.log_dict(record["feature_schema"], "feature_schema.json")
+            _write_json(Path(cfg.job.run_record_dir) / f"{cfg.job.name}-feature_schema.json", record["feature_schema"])
             commit = _write(table, cfg, run_id, stages)
             record["delta"] = asdict(commit)
             trials: list[TrialResult] = []

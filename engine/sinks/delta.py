@@ -20,15 +20,22 @@ class Commit:
     rows_written: int
 
 
-def write_delta(df: DataFrame, cfg: SinkConfig, commit_info: dict[str, str]) -> Commit:
-    """Write `df` in one Delta commit carrying `commit_info`; rows come from the commit's metrics, not a rescan."""
-    (
-        df.write.format("delta")
-        .mode(cfg.mode)
-        .option("userMetadata", json.dumps(commit_info, sort_keys=True))
-        .option("overwriteSchema", cfg.mode == "overwrite")
-        .save(cfg.path)
-    )
+def write_delta(
+    df: DataFrame, cfg: SinkConfig, commit_info: dict[str, str], replace_where: str | None = None
+) -> Commit:
+    """Write `df` in one Delta commit carrying `commit_info`; rows come from the commit's metrics, not a rescan.
+
+    With `replace_where` an overwrite replaces only the rows matching it (a backfill or an incremental
+    range); Delta fails the commit if `df` holds a row outside it, so nothing else is touched.
+    """
+    writer = df.write.format("delta").mode(cfg.mode).option("userMetadata", json.dumps(commit_info, sort_keys=True))
+    if cfg.partition_by:
+        writer = writer.partitionBy(*cfg.partition_by)
+    if replace_where and cfg.mode == "overwrite":
+        writer = writer.option("replaceWhere", replace_where)
+    else:
+        writer = writer.option("overwriteSchema", cfg.mode == "overwrite")
+    writer.save(cfg.path)
     return last_commit(df.sparkSession, cfg.path)
 
 

@@ -1,0 +1,60 @@
+"""The feature table of a config: every group's features, time parts and derived features, chained."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from engine.config.features import FeaturesConfig
+from engine.errors import ConfigError
+from engine.features.calendar import add_time_features, time_feature_names
+from engine.features.compile import GroupPlan, compile_group
+from engine.features.derived import add_derived
+from engine.features.snapshot import snapshot_spine
+from engine.features.windows import group_features
+
+PARTITION_COLUMN = "feature_date"
+
+
+def compile_features(cfg: FeaturesConfig) -> list[GroupPlan]:
+    plans = [compile_group(group) for group in cfg.groups]
+    if cfg.granularity == "snapshot":
+        keys = {tuple(plan.group.keys) for plan in plans}
+        if len(keys) != 1:
+            raise ConfigError(f"features.groups: snapshot rows need one entity key for all groups, got {sorted(keys)}")
+    names = [name for plan in plans for name in plan.features]
+    names += time_feature_names(cfg.time_features) if cfg.time_features else []
+    names += [d.name for d in cfg.derived]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"features: names {repeated} are produced twice")
+    return plans
+
+
+def feature_names(cfg: FeaturesConfig) -> list[str]:
+    """Every feature column the config produces, in table order."""
+    names = [name for plan in compile_features(cfg) for name in plan.features]
+    names += time_feature_names(cfg.time_features) if cfg.time_features else []
+    return names + [d.name for d in cfg.derived]
+
+
+def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
+    """Rows with features: each event (event granularity) or each entity x boundary (snapshot)."""
+    plans = compile_features(cfg)
+    if cfg.granularity == "event":
+        rows = events
+        for plan in plans:
+            rows = group_features(rows, plan, cfg, events=events if cfg.known_at else None)
+    else:
+        rows = snapshot_spine(events, plans, cfg)
+        for plan in plans:
+            rows = group_features(rows, plan, cfg, events=events)
+    rows = add_time_features(rows, cfg.timestamp, cfg.time_features).transform(add_derived, list(cfg.derived))
+    return rows.withColumn(PARTITION_COLUMN, F.to_date(F.col(cfg.timestamp)))
+
+
+def replace_range(cfg: FeaturesConfig) -> str | None:
+    """The Delta `replaceWhere` predicate of a ranged run: only its dates are rewritten."""
+    bounds = [f"{PARTITION_COLUMN} >= '{cfg.start}'"] if cfg.start else []
+    bounds += [f"{PARTITION_COLUMN} < '{cfg.end}'"] if cfg.end else []
+    return " AND ".join(bounds) or None
