@@ -118,6 +118,13 @@ def naive(spark: SparkSession, source: Path) -> DataFrame:
     return events.select("id", *columns)
 
 
+def floor(spark: SparkSession, source: Path) -> DataFrame:
+    """Not a runner to compare: the least any Spark plan pays to bring each entity's events together in
+    time order (read, shuffle by entity, sort, write as many columns), with no feature computed."""
+    events = spark.read.parquet(str(source)).repartition("entity").sortWithinPartitions("entity", "ts")
+    return events.select("id", *[F.lit(None).cast("double").alias(f) for f in FEATURES])
+
+
 def polars_rolling(source: Path, target: Path) -> None:
     """The single-node reference: Polars rolling aggregations by time, per entity."""
     frame = pl.read_parquet(source)
@@ -138,6 +145,7 @@ def polars_rolling(source: Path, target: Path) -> None:
 
 def compare(left: Path, right: Path) -> int:
     """Rows that differ between two outputs (keyed by id); sums may differ by 1e-9 relative."""
+
     def read(path: Path) -> pl.DataFrame:
         return pl.read_parquet(path if path.is_file() else path / "*.parquet")
 
@@ -187,7 +195,7 @@ def main() -> None:
                 generate(source, rows, SHAPES[shape], args.span_days)
                 spark.read.parquet(str(source)).write.format("noop").mode("overwrite").save()  # warm the cache
                 outputs = {}
-                for runner in ("engine", "naive", "polars"):
+                for runner in ("engine", "naive", "polars", "floor"):
                     target = work / "out" / f"{shape}_{size}_{runner}"
                     shutil.rmtree(target, ignore_errors=True)
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +206,7 @@ def main() -> None:
                         polars_rolling(source, target.with_suffix(".parquet"))
                         target = target.with_suffix(".parquet")
                     else:
-                        build = engine if runner == "engine" else naive
+                        build = {"engine": engine, "naive": naive, "floor": floor}[runner]
                         build(spark, source).write.mode("overwrite").parquet(str(target))
                     seconds = time.perf_counter() - began
                     outputs[runner] = target
@@ -239,13 +247,18 @@ def write_report(out: Path, results: list[Result], checks: list[dict], startup: 
         "Peak RSS is the driver JVM's for Spark runners (its heap, once grown, is kept across runs) and the "
         "Python process's for Polars. Speed-up is the runner's time over the engine's (above 1: the engine is faster).",
         "",
+        "`floor` computes nothing: it reads, shuffles by entity, sorts by time and writes 9 null columns, the least "
+        "any Spark plan pays to bring an entity's events together in time order. Any Spark plan that needs that "
+        "co-location (the engine's and the naive one) is at least this slow.",
+        "",
         "| shape | rows | runner | seconds | rows/s | peak RSS MiB | engine speed-up | equal to engine |",
         "|---|---:|---|---:|---:|---:|---:|---|",
     ]
     equal = {(c["shape"], c["rows"], c["engine_vs"]): c["differing_rows"] == 0 for c in checks}
     for r in results:
         speedup = by[(r.shape, r.rows, r.runner)].seconds / by[(r.shape, r.rows, "engine")].seconds
-        same = "-" if r.runner == "engine" else ("yes" if equal.get((r.shape, r.rows, r.runner)) else "NO")
+        checked = equal.get((r.shape, r.rows, r.runner))
+        same = "-" if checked is None else ("yes" if checked else "NO")
         lines.append(
             f"| {r.shape} | {r.rows:,} | {r.runner} | {r.seconds:.1f} | {r.rows_per_second:,} | "
             f"{r.peak_rss_mib:,.0f} | {speedup:.2f}x | {same} |"
