@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -97,7 +98,7 @@ def _groups(closed: str) -> list[GroupConfig]:
                 AggregationConfig(functions=["count"]),
                 AggregationConfig(functions=["count", "sum"], column="amount", filter="amount > 50", filter_name="big"),
             ],
-            lags=[LagConfig(column="amount", k=[1, 2])],
+            lags=[LagConfig(column="amount", k=[1, 2]), LagConfig(column="category", k=[1])],
         ),
         GroupConfig(
             name=f"life_{closed}",
@@ -217,8 +218,11 @@ def test_snapshot_matches_reference(spark: SparkSession, cadence: str) -> None:
 
 
 def test_incremental_range_equals_full_run(spark: SparkSession) -> None:
-    """A run over [day 8, day 12) reads only the history it needs and equals the full run there."""
-    groups = _groups("left")[:1]
+    """A run over [day 8, day 12) reads only the history it needs and equals the full run there.
+
+    Two chained groups: the second must still see the history before day 8.
+    """
+    groups = [_groups("left")[0], replace(_groups("right")[0], name="second")]
     full = feature_table(_frame(spark, EVENTS), FeaturesConfig(timestamp="event_ts", groups=groups))
     start, end = (BASE + timedelta(days=8)).date().isoformat(), (BASE + timedelta(days=12)).date().isoformat()
     ranged = FeaturesConfig(timestamp="event_ts", groups=groups, start=start, end=end)
@@ -265,6 +269,20 @@ def test_empty_input_gives_empty_output(spark: SparkSession) -> None:
         ({"timestamp": "amount"}, "not a timestamp"),
         ({"timestamp": "nope"}, "column 'nope' is not in the input"),
         ({"derived": [DerivedConfig(name="bad", expr="no_such_feature + 1")]}, "features.derived[0] (bad)"),
+        ({"derived": [DerivedConfig(name="amount", expr="1")]}, "names ['amount'] are already input columns"),
+        (
+            {
+                "groups": [
+                    GroupConfig(
+                        name="g",
+                        keys=["entity"],
+                        windows=["1h"],
+                        aggregations=[AggregationConfig(["count"], filter="no_such_column > 1", filter_name="bad")],
+                    )
+                ]
+            },
+            "features: [UNRESOLVED_COLUMN",
+        ),
     ],
 )
 def test_bad_definitions_fail_in_one_line(spark: SparkSession, change: dict, message: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.config.durations import duration_seconds
@@ -38,6 +39,13 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 def window_seconds(window: str, key: str) -> int | None:
     """Seconds of a window such as `7d`; None for `lifetime` (all history)."""
     return None if window == LIFETIME else duration_seconds(window, key)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return re.match(r"^\d{4}-\d{2}-\d{2}$", text) is not None and date.fromisoformat(text) is not None
+    except ValueError:
+        return False
 
 
 def _check_name(name: str, key: str) -> None:
@@ -179,7 +187,7 @@ class FeaturesConfig:
             raise ConfigError(f"features.skew_split: {self.skew_split} must be 0 (off) or more")
         for key in ("start", "end"):
             value = getattr(self, key)
-            if value is not None and not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+            if value is not None and not _is_date(value):
                 raise ConfigError(f"features.{key}: '{value}' is not an ISO date like 2013-06-01")
         if self.start and self.end and self.start >= self.end:
             raise ConfigError(f"features.start: {self.start} is not before features.end {self.end}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -39,17 +40,30 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 
 
 def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
-    """Rows with features: each event (event granularity) or each entity x boundary (snapshot)."""
+    """Rows with features: each event (event granularity) or each entity x boundary (snapshot).
+
+    Without `known_at` or a range, each group reads its events from the rows it is given (one
+    lineage); otherwise every group reads `events`, since a ranged group's output lacks the history
+    the next group's windows need.
+    """
     plans = compile_features(cfg)
-    if cfg.granularity == "event":
-        rows = events
-        for plan in plans:
-            rows = group_features(rows, plan, cfg, events=events if cfg.known_at else None)
-    else:
-        rows = snapshot_spine(events, plans, cfg)
-        for plan in plans:
-            rows = group_features(rows, plan, cfg, events=events)
-    rows = add_time_features(rows, cfg.timestamp, cfg.time_features).transform(add_derived, list(cfg.derived))
+    clashes = sorted(set(feature_names(cfg)) & set(events.columns))
+    if clashes:
+        raise ConfigError(f"features: names {clashes} are already input columns")
+    separate = cfg.known_at is not None or cfg.start is not None or cfg.end is not None
+    try:
+        if cfg.granularity == "event":
+            rows = events
+            for plan in plans:
+                rows = group_features(rows, plan, cfg, events=events if separate else None)
+        else:
+            rows = snapshot_spine(events, plans, cfg)
+            for plan in plans:
+                rows = group_features(rows, plan, cfg, events=events)
+        rows = add_time_features(rows, cfg.timestamp, cfg.time_features)
+    except AnalysisException as error:
+        raise ConfigError(f"features: {str(error).strip().splitlines()[0]}") from None
+    rows = rows.transform(add_derived, list(cfg.derived))
     return rows.withColumn(PARTITION_COLUMN, F.to_date(F.col(cfg.timestamp)))
 
 

@@ -221,7 +221,9 @@ class _Compiler:
         """The kept history (oldest first) of the newest event in `frame`."""
         keyed = self._input(
             f"history_{ref}",
-            lambda: F.when(F.col(_EV), _struct(("a", self.t), ("p", F.col(_POS)), ("h", F.col(_history_ref(ref))))),
+            lambda: F.when(
+                F.col(_EV), _struct(("a", self.t), ("p", F.col(f"{_POS}_{ref}")), ("h", F.col(_history_ref(ref))))
+            ),
         )
         return F.max(keyed).over(frame)["h"]
 
@@ -261,44 +263,48 @@ def _bucketed(rows: DataFrame, bucket: int | None, horizon: int) -> DataFrame:
 def _with_histories(events: DataFrame, plan: GroupPlan, partition: list[str]) -> DataFrame:
     """Each event keeps (time, value) of its last K events, itself last, for lags and last-N values.
 
-    Events at one time are ordered by their values, and `_fl_pos` records that order.
+    Events at one time are ordered by the column's own value; `_fl_pos_<ref>` records that order.
     """
     refs = sorted({lag.input.ref for lag in plan.lags} | {f.input.ref for f in plan.windowed if f.function == "last_n"})
-    if not refs:
-        return events
-    ordered = Window.partitionBy(*partition).orderBy(_AT, *refs)
-    kept = ordered.rowsBetween(-(plan.history_depth - 1), 0)
-    history = {_history_ref(r): F.collect_list(_struct(("a", F.col(_AT)), ("v", F.col(r)))).over(kept) for r in refs}
-    return events.withColumns({**history, _POS: F.row_number().over(ordered)})
+    columns = {}
+    for ref in refs:
+        ordered = Window.partitionBy(*partition).orderBy(_AT, ref)
+        kept = ordered.rowsBetween(-(plan.history_depth - 1), 0)
+        columns[_history_ref(ref)] = F.collect_list(_struct(("a", F.col(_AT)), ("v", F.col(ref)))).over(kept)
+        columns[f"{_POS}_{ref}"] = F.row_number().over(ordered)
+    return events.withColumns(columns) if columns else events
 
 
 def _with_distinct_markers(events: DataFrame, plan: GroupPlan, partition: list[str]) -> DataFrame:
-    """+1 on each event and a -1 marker row where it stops being the latest of its value in the window."""
+    """+1 on each event and a -1 marker row where it stops being the latest of its value in the window.
+
+    Each event row explodes into itself and its markers (one lineage, no union of filtered copies).
+    """
     by_ref = {_delta_ref(f): f for f in plan.windowed if f.function in ("count_distinct", "approx_count_distinct")}
     distinct = list(by_ref.values())
     if not distinct:
         return events
     refs = sorted({f.input.ref for f in distinct})
-    nexts = {f"_fl_next_{ref}": F.lead(_AT).over(Window.partitionBy(*partition, ref).orderBy(_AT)) for ref in refs}
-    events = events.withColumns(nexts)
     events = events.withColumns(
-        {_delta_ref(f): F.when(F.col(_EV) & F.col(f.input.ref).isNotNull(), F.lit(1)) for f in distinct}
+        {f"_fl_next_{ref}": F.lead(_AT).over(Window.partitionBy(*partition, ref).orderBy(_AT)) for ref in refs}
     )
-    markers = []
-    for f in distinct:
+    placements = [_struct(("kind", F.lit(0)), ("at", F.col(_AT)))]
+    for i, f in enumerate(distinct, start=1):
         following = F.col(f"_fl_next_{f.input.ref}")
         end = following if f.micros is None else F.least(following, F.col(_AT) + f.micros)
-        markers.append(
-            events.where(F.col(_EV) & F.col(f.input.ref).isNotNull() & end.isNotNull()).select(
-                *partition,
-                F.lit(False).alias(_OWN),
-                F.lit(False).alias(_EV),
-                F.lit(False).alias(_Q),
-                end.alias(_AT),
-                F.lit(-1).alias(_delta_ref(f)),
-            )
+        marked = F.col(_EV) & F.col(f.input.ref).isNotNull() & end.isNotNull()
+        placements.append(F.when(marked, _struct(("kind", F.lit(i)), ("at", end))))
+    placed = events.withColumn("_fl_place", F.explode(F.filter(F.array(*placements), lambda p: p.isNotNull())))
+    kind, is_event = F.col("_fl_place.kind"), F.col("_fl_place.kind") == 0
+    deltas = {
+        _delta_ref(f): F.when(is_event & F.col(_EV) & F.col(f.input.ref).isNotNull(), F.lit(1)).when(
+            kind == i, F.lit(-1)
         )
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), [events, *markers])
+        for i, f in enumerate(distinct, start=1)
+    }
+    values = {ref.ref: F.when(is_event, F.col(ref.ref)) for ref in plan.inputs}
+    flags = {_AT: F.col("_fl_place.at"), _EV: F.col(_EV) & is_event, _Q: F.col(_Q) & is_event}
+    return placed.withColumns({**deltas, **values, **flags}).drop("_fl_place")
 
 
 def group_features(

@@ -57,7 +57,9 @@ def _stderr_to(log_file: Path) -> Iterator[None]:
 def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
     """Start (or join) the SparkSession the config asks for, with Delta enabled."""
     if cfg.mode == "databricks":
-        return SparkSession.builder.getOrCreate()
+        spark = SparkSession.builder.getOrCreate()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")  # feature dates and calendar parts assume it
+        return spark
     builder = SparkSession.builder.appName(cfg.app_name)
     settings = {
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
