@@ -1,6 +1,11 @@
 """Typed errors: each one is reported as a single line naming the problem."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (Spark's messages run on with plans and hints)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 class FeaturelakeError(Exception):
     """Base class: an expected failure that the CLI reports in one line."""
 

@@ -48,6 +48,13 @@ def _is_date(text: str) -> bool:
         return False
 
 
+def _check_windows(windows: list[str], key: str) -> None:
+    if len(set(windows)) != len(windows):
+        raise ConfigError(f"{key}: {windows} has repeats")
+    for j, window in enumerate(windows):
+        window_seconds(window, f"{key}[{j}]")
+
+
 def _check_name(name: str, key: str) -> None:
     if not _NAME.match(name):
         raise ConfigError(f"{key}: '{name}' is not a lower_snake_case name")
@@ -105,21 +112,15 @@ class GroupConfig:
         if not self.keys:
             raise ConfigError(f"{key}.keys: at least one key column is required")
         duration_seconds(self.ttl, f"{key}.ttl")
-        if len(set(self.windows)) != len(self.windows):
-            raise ConfigError(f"{key}.windows: {self.windows} has repeats")
-        for j, window in enumerate(self.windows):
-            window_seconds(window, f"{key}.windows[{j}]")
+        _check_windows(self.windows, f"{key}.windows")
         if self.closed not in CLOSED:
             raise ConfigError(f"{key}.closed: '{self.closed}' is not left ([t-w, t)) or right ((t-w, t])")
         for i, agg in enumerate(self.aggregations):
             agg.validate(f"{key}.aggregations[{i}]")
-            windows = self.windows if agg.windows is None else agg.windows
-            if not windows:
+            if not self.windows_of(agg):
                 raise ConfigError(f"{key}.aggregations[{i}].windows: no windows (set the group's windows)")
-            if len(set(windows)) != len(windows):
-                raise ConfigError(f"{key}.aggregations[{i}].windows: {windows} has repeats")
-            for j, window in enumerate(windows):
-                window_seconds(window, f"{key}.aggregations[{i}].windows[{j}]")
+            if agg.windows is not None:
+                _check_windows(agg.windows, f"{key}.aggregations[{i}].windows")
         for i, lag in enumerate(self.lags):
             if not lag.column or not lag.k or min(lag.k) < 1 or max(lag.k) > 100:
                 raise ConfigError(f"{key}.lags[{i}]: needs a column and k values in 1..100")

@@ -12,11 +12,8 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from engine.config.durations import duration_seconds
 from engine.config.features import FeaturesConfig
 from engine.errors import ConfigError
-
-__all__ = ["FeaturesConfig", "duration_seconds"]
 
 CHECK_KINDS = ("completeness", "range", "unique", "allowed_values")
 SEVERITIES = ("error", "warning")

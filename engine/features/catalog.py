@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from engine.config.durations import duration_seconds
 from engine.config.features import FeaturesConfig
 from engine.features.calendar import time_feature_names
+from engine.features.compile import MICROS
 from engine.features.table import compile_features
 
 
@@ -15,7 +15,7 @@ def feature_schema(table: DataFrame, cfg: FeaturesConfig, entity_keys: list[str]
     types = {f.name: f.dataType.simpleString() for f in table.schema.fields}
     features = []
     for plan in compile_features(cfg):
-        ttl = duration_seconds(plan.group.ttl, f"features.groups.{plan.group.name}.ttl")
+        ttl = plan.ttl_micros // MICROS
         described = [(f.name, f.description) for f in plan.windowed] + [(g.name, g.description) for g in plan.lags]
         features += [
             {"name": n, "type": types[n], "description": d, "entity_keys": list(plan.group.keys), "ttl_seconds": ttl}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.config.durations import duration_seconds
-from engine.config.features import GroupConfig, window_seconds
+from engine.config.features import LIFETIME, GroupConfig, window_seconds
 
 MICROS = 1_000_000
 
@@ -94,7 +94,7 @@ _TEXT = {
 
 
 def _window_text(window: str, closed: str) -> str:
-    if window == "lifetime":
+    if window == LIFETIME:
         return "over all earlier history" + (" (strictly before the row's time)" if closed == "left" else "")
     return f"over [t-{window}, t)" if closed == "left" else f"over (t-{window}, t]"
 

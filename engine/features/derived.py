@@ -7,7 +7,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from engine.config.features import DerivedConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, first_line
 
 
 def add_derived(rows: DataFrame, derived: list[DerivedConfig]) -> DataFrame:
@@ -16,6 +16,5 @@ def add_derived(rows: DataFrame, derived: list[DerivedConfig]) -> DataFrame:
         try:
             rows = rows.withColumn(feature.name, F.expr(feature.expr))
         except AnalysisException as error:
-            first_line = str(error).strip().splitlines()[0]
-            raise ConfigError(f"features.derived[{i}] ({feature.name}): {first_line}") from None
+            raise ConfigError(f"features.derived[{i}] ({feature.name}): {first_line(error)}") from None
     return rows

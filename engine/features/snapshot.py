@@ -16,25 +16,21 @@ def snapshot_spine(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfi
     every boundary is generated once and the work is linear in the output.
     """
     keys = list(plans[0].group.keys)
+    ttl = max(plan.ttl_micros for plan in plans)  # the union of the groups' spines is the longest TTL's
     step = CADENCES[cfg.cadence] * MICROS
     known = F.unix_micros(F.col(cfg.known_at or cfg.timestamp))
-    spines = []
-    for plan in plans:
-        first = (F.ceil(known / step) * step).cast("long")
-        starts = (
-            events.where(known.isNotNull())
-            .dropna(subset=keys)
-            .groupBy(*keys, first.alias("first"))
-            .agg(F.max(known).alias("latest"))
-        )
-        following = F.lead("first").over(Window.partitionBy(*keys).orderBy("first"))
-        ttl_end = F.floor((F.col("latest") + plan.ttl_micros) / step) * step
-        spines.append(
-            starts.withColumn("stop", F.least(following - step, ttl_end).cast("long"))
-            .where(F.col("stop") >= F.col("first"))
-            .select(*keys, F.explode(F.sequence("first", "stop", F.lit(step))).alias("b"))
-        )
-    spine = spines[0]
-    for other in spines[1:]:
-        spine = spine.unionByName(other)
-    return spine.distinct().select(*keys, F.timestamp_micros("b").alias(cfg.timestamp))
+    first = (F.ceil(known / step) * step).cast("long")
+    starts = (
+        events.where(known.isNotNull())
+        .dropna(subset=keys)
+        .groupBy(*keys, first.alias("first"))
+        .agg(F.max(known).alias("latest"))
+    )
+    following = F.lead("first").over(Window.partitionBy(*keys).orderBy("first"))
+    ttl_end = F.floor((F.col("latest") + ttl) / step) * step
+    return (
+        starts.withColumn("stop", F.least(following - step, ttl_end).cast("long"))
+        .where(F.col("stop") >= F.col("first"))
+        .select(*keys, F.explode(F.sequence("first", "stop", F.lit(step))).alias("b"))
+        .select(*keys, F.timestamp_micros("b").alias(cfg.timestamp))
+    )

@@ -7,7 +7,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from engine.config.features import FeaturesConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, first_line
 from engine.features.calendar import add_time_features, time_feature_names
 from engine.features.compile import GroupPlan, compile_group
 from engine.features.derived import add_derived
@@ -17,15 +17,19 @@ from engine.features.windows import group_features
 PARTITION_COLUMN = "feature_date"
 
 
+def _names(cfg: FeaturesConfig, plans: list[GroupPlan]) -> list[str]:
+    names = [name for plan in plans for name in plan.features]
+    names += time_feature_names(cfg.time_features) if cfg.time_features else []
+    return names + [d.name for d in cfg.derived]
+
+
 def compile_features(cfg: FeaturesConfig) -> list[GroupPlan]:
     plans = [compile_group(group) for group in cfg.groups]
     if cfg.granularity == "snapshot":
         keys = {tuple(plan.group.keys) for plan in plans}
         if len(keys) != 1:
             raise ConfigError(f"features.groups: snapshot rows need one entity key for all groups, got {sorted(keys)}")
-    names = [name for plan in plans for name in plan.features]
-    names += time_feature_names(cfg.time_features) if cfg.time_features else []
-    names += [d.name for d in cfg.derived]
+    names = _names(cfg, plans)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"features: names {repeated} are produced twice")
@@ -34,9 +38,7 @@ def compile_features(cfg: FeaturesConfig) -> list[GroupPlan]:
 
 def feature_names(cfg: FeaturesConfig) -> list[str]:
     """Every feature column the config produces, in table order."""
-    names = [name for plan in compile_features(cfg) for name in plan.features]
-    names += time_feature_names(cfg.time_features) if cfg.time_features else []
-    return names + [d.name for d in cfg.derived]
+    return _names(cfg, compile_features(cfg))
 
 
 def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
@@ -47,7 +49,7 @@ def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     the next group's windows need.
     """
     plans = compile_features(cfg)
-    clashes = sorted(set(feature_names(cfg)) & set(events.columns))
+    clashes = sorted(set(_names(cfg, plans)) & set(events.columns))
     if clashes:
         raise ConfigError(f"features: names {clashes} are already input columns")
     separate = cfg.known_at is not None or cfg.start is not None or cfg.end is not None
@@ -62,7 +64,7 @@ def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
                 rows = group_features(rows, plan, cfg, events=events)
         rows = add_time_features(rows, cfg.timestamp, cfg.time_features)
     except AnalysisException as error:
-        raise ConfigError(f"features: {str(error).strip().splitlines()[0]}") from None
+        raise ConfigError(f"features: {first_line(error)}") from None
     rows = rows.transform(add_derived, list(cfg.derived))
     return rows.withColumn(PARTITION_COLUMN, F.to_date(F.col(cfg.timestamp)))
 

@@ -330,6 +330,8 @@ def group_features(
     # every query row in range is returned; one without a key or time is in no window and gets nulls
     wanted = _in_range(query_time, start, end) if (start or end) else F.lit(True)
     inputs = _input_values(plan)
+    bucket = None if plan.lifetime or cfg.skew_split == 0 else cfg.skew_split * horizon
+    partition = [*keys, _BUCKET]
 
     if shared:
         event = keyed & _in_range(query_time, reach, end)
@@ -341,6 +343,7 @@ def group_features(
                 _Q: wanted,
             }
         )
+        rows = _bucketed(rows, bucket, horizon).transform(_with_histories, plan, partition)
     else:
         event_rows = events.where(keyed & _in_range(event_time, reach, end)).select(
             *keys,
@@ -350,13 +353,8 @@ def group_features(
             F.lit(False).alias(_Q),
         )
         query_rows = queries.where(wanted).withColumns({_AT: query_time, _EV: F.lit(False), _Q: F.lit(True)})
-    bucket = None if plan.lifetime or cfg.skew_split == 0 else cfg.skew_split * horizon
-    partition = [*keys, _BUCKET]
-    if shared:
-        rows = _bucketed(rows, bucket, horizon).transform(_with_histories, plan, partition)
-    else:
-        event_rows = _bucketed(event_rows, bucket, horizon).transform(_with_histories, plan, partition)
-        rows = event_rows.unionByName(_bucketed(query_rows, bucket, horizon), allowMissingColumns=True)
+        events_kept = _bucketed(event_rows, bucket, horizon).transform(_with_histories, plan, partition)
+        rows = events_kept.unionByName(_bucketed(query_rows, bucket, horizon), allowMissingColumns=True)
     rows = _with_distinct_markers(rows, plan, partition)
 
     compiler = _Compiler(_Frames(partition))
