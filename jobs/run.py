@@ -9,17 +9,35 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.config.loader import load_config
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError, FeaturelakeError
-from engine.pipeline.flights import RunResult, run_flights
+from engine.pipeline.flights import run_flights
+from engine.pipeline.training_set import check_inputs, run_training_set
+from engine.pipeline.versioning import check_version_job, run_version
 from engine.runtime.logs import configure_logging
 from engine.sources.nycflights13 import locate_sources
-from jobs.summary import format_summary
+from jobs.summary import format_summary, format_training_summary, format_version_summary
 
-JOBS: dict[str, Callable[..., RunResult]] = {"flights": run_flights}
+
+@dataclass(frozen=True)
+class Job:
+    """A job: checks that need no Spark (run first), the Spark run, and its console summary."""
+
+    prepare: Callable[[FeaturelakeConfig], Any]
+    run: Callable[..., Any]
+    summary: Callable[[Any], str]
+
+
+JOBS = {
+    "flights": Job(lambda cfg: locate_sources(cfg.source), run_flights, format_summary),
+    "training_set": Job(check_inputs, run_training_set, format_training_summary),
+    "version": Job(check_version_job, run_version, format_version_summary),
+}
 log_file_only = logging.getLogger("featurelake.failures")  # not a console logger: traces stay in the file
 
 
@@ -28,17 +46,17 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def run(cfg: FeaturelakeConfig) -> RunResult:
-    """Start Spark as configured, run the selected job, stop Spark."""
+def run(cfg: FeaturelakeConfig) -> str:
+    """Check what needs no Spark, start Spark as configured, run the selected job, stop Spark."""
     from engine.runtime.session import build_session
 
     job = JOBS.get(cfg.job.name)
     if job is None:
         raise ConfigError(f"job.name: '{cfg.job.name}' is not one of {', '.join(JOBS)}")
-    files = locate_sources(cfg.source)
+    prepared = job.prepare(cfg)
     spark = build_session(cfg.spark, Path(cfg.job.log_dir))
     try:
-        return job(spark, cfg, files)
+        return job.summary(job.run(spark, cfg, prepared))
     finally:
         if cfg.spark.mode == "local":
             spark.stop()
@@ -57,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: job.log_dir: cannot write logs to {cfg.job.log_dir}: {err.strerror}", file=sys.stderr)
         return 2
     try:
-        result = run(cfg)
+        summary = run(cfg)
+    except ConfigError as err:
+        print(f"error: config: {err}", file=sys.stderr)
+        return 2
     except FeaturelakeError as err:
         log_file_only.error("run failed", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
@@ -66,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         log_file_only.error("run failed", exc_info=True)
         print(f"error: {type(err).__name__}: {_one_line(err)} (details in {log_file})", file=sys.stderr)
         return 1
-    print(format_summary(result))
+    print(summary)
     return 0
 
 

@@ -69,7 +69,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["job=nope"], "error: config: In 'config': Could not find 'job/nope'; available: flights"),
+        (
+            ["job=nope"],
+            "error: config: In 'config': Could not find 'job/nope'; available: flights, training_set, version",
+        ),
+        (["job=training_set"], "error: config: Structured config of type `SpineConfig` has missing mandatory value"),
+        (
+            ["job=training_set", "training_set.spine.version=0", "training_set.spine.path=/nonexistent"],
+            "error: config: training_set: no Delta table at /nonexistent (run the job that writes it first)",
+        ),
+        (["job=version", "version=vacuum", "version.table=/nonexistent"], "error: config: version.table: no Delta"),
+        (["job=version", "version=tag", "version.as_of=0", "version.tag=7"], "error: config: version.tag: '7' is not"),
         (["spark.shuffle_partitions=two"], "error: config: Error merging override spark.shuffle_partitions=two"),
     ],
 )

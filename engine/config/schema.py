@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from engine.config.features import FeaturesConfig
+from engine.config.training import FeatureTableConfig, SpineConfig, VersionConfig
 from engine.errors import ConfigError
 
 CHECK_KINDS = ("completeness", "range", "unique", "allowed_values")
@@ -88,17 +89,42 @@ class ChecksConfig:
             raise ConfigError(f"checks: names must be unique, repeated: {', '.join(duplicates)}")
 
 
+SINK_MODES = ("overwrite", "append", "merge")
+SCHEMA_POLICIES = ("evolve", "strict", "replace")
+
+
 @dataclass
 class SinkConfig:
-    """Where the feature table goes. With `features.start`/`end` an overwrite replaces only that range."""
+    """Where and how a job writes its Delta table.
+
+    `overwrite` replaces the table (or, with a range, only that range through `replaceWhere`);
+    `append` adds rows; `merge` upserts on `merge_keys` (entity keys and timestamp). Schema policy:
+    `evolve` adds new columns and refuses dropped or retyped ones, `strict` refuses any change,
+    `replace` lets a full overwrite replace the schema. `correction` marks the rows as late
+    corrections, which training sets treat as available only from their commit time.
+    """
 
     path: str = "output/delta/flights_features"
     mode: str = "overwrite"
+    merge_keys: list[str] = field(default_factory=list)
     partition_by: list[str] = field(default_factory=list)
+    cluster_by: list[str] = field(default_factory=list)
+    zorder_by: list[str] = field(default_factory=list)
+    schema_policy: str = "evolve"
+    correction: bool = False
+    commit_retries: int = 3
 
     def __post_init__(self) -> None:
-        if self.mode not in ("overwrite", "append"):
-            raise ConfigError(f"sink.mode: '{self.mode}' is not overwrite or append")
+        if self.mode not in SINK_MODES:
+            raise ConfigError(f"sink.mode: '{self.mode}' is not one of {', '.join(SINK_MODES)}")
+        if self.schema_policy not in SCHEMA_POLICIES:
+            raise ConfigError(f"sink.schema_policy: '{self.schema_policy}' is not one of {', '.join(SCHEMA_POLICIES)}")
+        if self.mode == "merge" and not self.merge_keys:
+            raise ConfigError("sink.merge_keys: a merge needs the entity keys and timestamp to match rows on")
+        if self.cluster_by and self.partition_by:
+            raise ConfigError("sink.cluster_by: liquid clustering and partition_by cannot be combined")
+        if self.commit_retries < 0:
+            raise ConfigError(f"sink.commit_retries: {self.commit_retries} must be 0 or more")
 
 
 @dataclass
@@ -159,6 +185,24 @@ class ExperimentConfig:
 
 
 @dataclass
+class TrainingSetConfig:
+    """A point-in-time training set: a pinned spine joined as of its times to pinned feature tables."""
+
+    spine: SpineConfig = MISSING
+    feature_tables: list[FeatureTableConfig] = field(default_factory=list)
+    output: SinkConfig = field(default_factory=lambda: SinkConfig(path="output/delta/training_set"))
+
+    def __post_init__(self) -> None:
+        if not self.feature_tables:
+            raise ConfigError("training_set.feature_tables: at least one feature table is required")
+        names = [t.name for t in self.feature_tables]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"training_set.feature_tables: names must be unique, got {names}")
+        if self.output.mode == "merge":
+            raise ConfigError("training_set.output.mode: a training set is written whole (overwrite) or appended")
+
+
+@dataclass
 class FeaturelakeConfig:
     job: JobConfig = field(default_factory=JobConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -168,6 +212,8 @@ class FeaturelakeConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    training_set: TrainingSetConfig | None = None
+    version: VersionConfig | None = None
 
 
 GROUPS = {
@@ -179,6 +225,8 @@ GROUPS = {
     "spark": SparkConfig,
     "tracking": TrackingConfig,
     "experiment": ExperimentConfig,
+    "training_set": TrainingSetConfig,
+    "version": VersionConfig,
 }
 
 

@@ -1,45 +1,246 @@
-"""Sink edge: write a DataFrame as a Delta table version and report what was committed."""
+"""Sink edge: write a DataFrame as one Delta commit (overwrite, append or merge) and report what was committed.
+
+Every commit carries the caller's metadata (run id, job, config hash, code version) and a write id.
+The write id is Delta's idempotent-write key (`txnAppId` / `txnVersion`): Delta skips a commit
+whose key it has already applied, so a retried or repeated write never duplicates rows. Commit
+conflicts with concurrent writers are retried. New tables get row tracking, which records each
+row's commit version, so a late correction's commit time can be read back.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from engine.config.schema import SinkConfig
+from engine.errors import ConfigError
+from engine.sinks.schema_policy import enforce, schema_diff
+
+log = logging.getLogger("engine.sinks")
+
+CORRECTION_COLUMN = "correction"
+ROW_TRACKING = {"delta.enableRowTracking": "true"}
+CONFLICTS = (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+)
+_SESSION_WRITE_CONF = threading.Lock()  # merge takes its txn id and metadata from session conf
+
+
+@dataclass(frozen=True)
+class WriteId:
+    """Delta's idempotent-write key: a commit with an (app id, version) already applied is skipped."""
+
+    app_id: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.app_id}/{self.version}"
 
 
 @dataclass(frozen=True)
 class Commit:
-    """The Delta version a write produced and the rows it wrote."""
+    """The Delta version holding a write, the rows it wrote, and whether this call skipped it as a repeat."""
 
     path: str
     version: int
     rows_written: int
+    skipped: bool = False
+
+
+def history(spark: SparkSession, path: str) -> DataFrame:
+    """The table's commits, newest first: version, time, operation, run id, job, write id and rows written."""
+    metrics = F.col("operationMetrics")
+    rows = F.when(
+        F.col("operation") == "MERGE",
+        F.coalesce(metrics["numTargetRowsInserted"].cast("long"), F.lit(0))
+        + F.coalesce(metrics["numTargetRowsUpdated"].cast("long"), F.lit(0)),
+    ).otherwise(F.coalesce(metrics["numOutputRows"].cast("long"), F.lit(0)))
+    return (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .select(
+            "version",
+            "timestamp",
+            "operation",
+            F.get_json_object("userMetadata", "$.run_id").alias("run_id"),
+            F.get_json_object("userMetadata", "$.job").alias("job"),
+            F.get_json_object("userMetadata", "$.write_id").alias("write_id"),
+            rows.alias("rows_written"),
+        )
+        .orderBy(F.desc("version"))
+    )
+
+
+def write_id(identity: Mapping[str, object], mode: str, table_version: int | None) -> WriteId:
+    """The idempotent-write key of one logical write: its identity (job, config, inputs, range) hashed.
+
+    Append and merge use version 0, so the same identity is applied once, ever. An overwrite is keyed
+    on the table version it was planned against: a repeat while the table still holds its write is
+    skipped, and a repeat after someone else's write restores its own rows.
+    """
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    version = 0 if mode != "overwrite" or table_version is None else table_version + 1
+    return WriteId(app_id=f"featurelake-{digest}", version=version)
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    """The table's newest version, or None when there is no Delta table at `path`."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).first()["version"]
+
+
+def _with_correction_flag(df: DataFrame, cfg: SinkConfig, existing: DeltaTable | None) -> DataFrame:
+    """Mark late corrections; keep the flag column (false) on tables that already have it."""
+    has_flag = existing is not None and CORRECTION_COLUMN in existing.toDF().columns
+    if cfg.correction or has_flag:
+        return df.withColumn(CORRECTION_COLUMN, F.lit(cfg.correction))
+    return df
+
+
+def _check_layout(existing: DeltaTable, cfg: SinkConfig) -> None:
+    partitions = list(existing.detail().first()["partitionColumns"])
+    if cfg.partition_by and partitions != list(cfg.partition_by):
+        raise ConfigError(
+            f"sink.partition_by: {list(cfg.partition_by)} differs from the partitioning {partitions} of {cfg.path}"
+        )
+
+
+@contextmanager
+def session_commit_conf(spark: SparkSession, metadata: str, txn: WriteId | None = None) -> Iterator[None]:
+    """Set the commit metadata (and txn id) that Delta's DML and maintenance commands read from the session.
+
+    Those commands take no writer options; a lock keeps threads of one session from mixing them up.
+    """
+    keys = {"spark.databricks.delta.commitInfo.userMetadata": metadata}
+    if txn is not None:
+        keys["spark.databricks.delta.write.txnAppId"] = txn.app_id
+        keys["spark.databricks.delta.write.txnVersion"] = str(txn.version)
+    with _SESSION_WRITE_CONF:
+        for key, value in keys.items():
+            spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            for key in keys:
+                spark.conf.unset(key)
+
+
+def _create_clustered(spark: SparkSession, df: DataFrame, cfg: SinkConfig) -> None:
+    """Liquid clustering is declared at creation, so a clustered table is created (empty) first."""
+    builder = DeltaTable.createIfNotExists(spark).location(cfg.path).addColumns(df.schema).clusterBy(*cfg.cluster_by)
+    for key, value in ROW_TRACKING.items():
+        builder = builder.property(key, value)
+    builder.execute()
+
+
+def _commit_once(
+    df: DataFrame, cfg: SinkConfig, txn: WriteId, metadata: str, replace_where: str | None, evolve: bool
+) -> None:
+    spark = df.sparkSession
+    if cfg.mode == "merge" and DeltaTable.isDeltaTable(spark, cfg.path):
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.merge_keys)
+        merge = DeltaTable.forPath(spark, cfg.path).alias("t").merge(df.alias("s"), condition)
+        if evolve:
+            merge = merge.withSchemaEvolution()
+        with session_commit_conf(spark, metadata, txn):
+            merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+        return
+    mode = "overwrite" if cfg.mode == "overwrite" else "append"
+    if cfg.cluster_by:
+        if not DeltaTable.isDeltaTable(spark, cfg.path):
+            _create_clustered(spark, df, cfg)
+        # A plain overwrite would replace the table's clustering; a predicate overwrite keeps it.
+        replace_where = replace_where or ("true" if mode == "overwrite" else None)
+    writer = (
+        df.write.format("delta")
+        .mode(mode)
+        .options(**ROW_TRACKING)
+        .option("userMetadata", metadata)
+        .option("txnAppId", txn.app_id)
+        .option("txnVersion", txn.version)
+    )
+    if cfg.partition_by:
+        writer = writer.partitionBy(*cfg.partition_by)
+    if replace_where and mode == "overwrite":
+        writer = writer.option("replaceWhere", replace_where)
+    elif mode == "overwrite" and cfg.schema_policy == "replace":
+        writer = writer.option("overwriteSchema", "true")
+    if evolve:
+        writer = writer.option("mergeSchema", "true")
+    writer.save(cfg.path)
 
 
 def write_delta(
-    df: DataFrame, cfg: SinkConfig, commit_info: dict[str, str], replace_where: str | None = None
+    df: DataFrame,
+    cfg: SinkConfig,
+    commit_info: Mapping[str, str],
+    identity: Mapping[str, object],
+    replace_where: str | None = None,
 ) -> Commit:
-    """Write `df` in one Delta commit carrying `commit_info`; rows come from the commit's metrics, not a rescan.
+    """Write `df` to `cfg.path` in one idempotent Delta commit, after checking the schema policy.
 
     With `replace_where` an overwrite replaces only the rows matching it (a backfill or an incremental
     range); Delta fails the commit if `df` holds a row outside it, so nothing else is touched.
+    `identity` names the logical write (job, config, inputs, range); a repeat of it is skipped.
+    Rows written come from the commit's metrics, not from a rescan.
     """
-    writer = df.write.format("delta").mode(cfg.mode).option("userMetadata", json.dumps(commit_info, sort_keys=True))
-    if cfg.partition_by:
-        writer = writer.partitionBy(*cfg.partition_by)
-    if replace_where and cfg.mode == "overwrite":
-        writer = writer.option("replaceWhere", replace_where)
-    else:
-        writer = writer.option("overwriteSchema", cfg.mode == "overwrite")
-    writer.save(cfg.path)
-    return last_commit(df.sparkSession, cfg.path)
+    spark = df.sparkSession
+    existing = DeltaTable.forPath(spark, cfg.path) if DeltaTable.isDeltaTable(spark, cfg.path) else None
+    df = _with_correction_flag(df, cfg, existing)
+    evolve = False
+    if existing is not None:
+        _check_layout(existing, cfg)
+        diff = schema_diff(existing.toDF().schema, df.schema)
+        full_overwrite = cfg.mode == "overwrite" and not replace_where
+        enforce(cfg.schema_policy, diff, cfg.path, full_overwrite)
+        evolve = bool(diff.added) and not (cfg.schema_policy == "replace" and full_overwrite)
+    before = table_version(spark, cfg.path)
+    txn = write_id(identity, cfg.mode, before)
+    if cfg.mode == "overwrite" and before is not None:
+        latest = history(spark, cfg.path).select("version", "write_id", "rows_written").first()
+        if (latest["write_id"] or "").split("/")[0] == txn.app_id:  # the table still holds this very write
+            return Commit(cfg.path, latest["version"], latest["rows_written"], skipped=True)
+    metadata = json.dumps({**commit_info, "write_id": str(txn)}, sort_keys=True)
+    for attempt in range(cfg.commit_retries + 1):
+        try:
+            _commit_once(df, cfg, txn, metadata, replace_where, evolve)
+            break
+        except CONFLICTS as err:
+            if attempt == cfg.commit_retries:
+                raise
+            log.warning("commit conflict on %s (attempt %d): %s; retrying", cfg.path, attempt + 1, type(err).__name__)
+            time.sleep(0.2 * 2**attempt)
+    return commit_of(spark, cfg.path, str(txn), before)
 
 
-def last_commit(spark: SparkSession, path: str) -> Commit:
-    """The newest version of the table at `path`, read from its transaction log."""
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
-    return Commit(path=path, version=row["version"], rows_written=int(row["operationMetrics"].get("numOutputRows", 0)))
+def commit_of(spark: SparkSession, path: str, write: str, before: int | None) -> Commit:
+    """The commit that holds write id `write`; `skipped` when it predates version `before` (a repeat)."""
+    row = history(spark, path).filter(F.col("write_id") == write).select("version", "rows_written").first()
+    if row is None:
+        raise RuntimeError(f"no commit of write {write} in the history of {path}")
+    skipped = before is not None and row["version"] <= before
+    return Commit(path, row["version"], row["rows_written"], skipped)

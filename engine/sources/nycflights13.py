@@ -126,6 +126,13 @@ class SourceFiles:
     flights: Path
     weather: Path
 
+    def fingerprint(self) -> dict[str, str]:
+        """Path, size and modification time of each file: part of a write's identity."""
+        return {
+            name: f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+            for name, path in (("flights", self.flights), ("weather", self.weather))
+        }
+
 
 def locate_sources(cfg: SourceConfig) -> SourceFiles:
     """Find (and stage) the source files; a missing one fails here, before any Spark work."""

@@ -1,0 +1,1 @@
+"""Point-in-time training sets: pinned inputs joined as of each spine row's time."""

@@ -1,0 +1,1 @@
+"""Delta table versions: history, time travel, tags, diffs and maintenance."""

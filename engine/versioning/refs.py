@@ -1,0 +1,76 @@
+"""Name a table version: by number, by tag, or by time; and read the table as of it.
+
+Tags are table properties (`featurelake.tag.<name>` = version), so they live in the table's own
+transaction log: they travel with the table, and setting one is an atomic commit.
+"""
+
+from __future__ import annotations
+
+import json
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from engine.errors import FeaturelakeError
+from engine.sinks.delta import session_commit_conf
+
+TAG_PREFIX = "featurelake.tag."
+
+
+class VersionError(FeaturelakeError):
+    """A version, tag or time that the table cannot serve."""
+
+
+def delta_table(spark: SparkSession, path: str) -> DeltaTable:
+    """The Delta table at `path`, or a one-line error when there is none."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise VersionError(f"no Delta table at {path}")
+    return DeltaTable.forPath(spark, path)
+
+
+def tags(spark: SparkSession, path: str) -> dict[str, int]:
+    """The table's tags and the versions they name."""
+    properties = delta_table(spark, path).detail().first()["properties"]
+    return {k.removeprefix(TAG_PREFIX): int(v) for k, v in properties.items() if k.startswith(TAG_PREFIX)}
+
+
+def version_range(spark: SparkSession, path: str) -> tuple[int, int]:
+    """The oldest and newest versions still in the table's log."""
+    row = delta_table(spark, path).history().agg(F.min("version"), F.max("version")).first()
+    return int(row[0]), int(row[1])
+
+
+def resolve_version(spark: SparkSession, path: str, ref: str) -> int:
+    """The version that `ref` (a number or a tag) names, checked against the table's log."""
+    if ref.isdigit():
+        version = int(ref)
+    else:
+        known = tags(spark, path)
+        if ref not in known:
+            raise VersionError(f"{path}: no tag '{ref}' (tags: {', '.join(sorted(known)) or 'none'})")
+        version = known[ref]
+    oldest, newest = version_range(spark, path)
+    if not oldest <= version <= newest:
+        raise VersionError(f"{path}: version {version} is not in the log (versions {oldest}..{newest})")
+    return version
+
+
+def read_version(spark: SparkSession, path: str, version: int | None = None, timestamp: str = "") -> DataFrame:
+    """The table as of a version, or as of a time (the newest version committed at or before it)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    elif timestamp:
+        reader = reader.option("timestampAsOf", timestamp)
+    return reader.load(path)
+
+
+def set_tag(spark: SparkSession, path: str, name: str, version: int, metadata: dict[str, str]) -> None:
+    """Name `version` as `name` in a commit carrying `metadata`; a tag never moves, so re-tagging is refused."""
+    existing = tags(spark, path).get(name)
+    if existing is not None and existing != version:
+        raise VersionError(f"{path}: tag '{name}' already names version {existing}; tags do not move")
+    if existing is None:
+        with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{TAG_PREFIX}{name}' = '{version}')")

@@ -1,0 +1,140 @@
+"""The Delta sink: append, range overwrite and merge; idempotent writes; schema policy; concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from engine.config.schema import SinkConfig
+from engine.errors import ConfigError
+from engine.sinks.delta import write_delta
+from engine.sinks.schema_policy import SchemaChangeRefused
+
+SCHEMA = "user string, day date, ts timestamp, amount double"
+META = {"run_id": "r1", "job": "test", "config_hash": "abc", "code_version": "0.0"}
+
+
+def rows(spark: SparkSession, data: list[tuple], schema: str = SCHEMA) -> DataFrame:
+    """Rows of (user, day of January 2024, amount, extra columns...)."""
+    return spark.createDataFrame(
+        [(u, date(2024, 1, d), datetime(2024, 1, d, 10), *rest) for u, d, *rest in data], schema
+    )
+
+
+def table(spark: SparkSession, path: Path) -> list[tuple]:
+    frame = spark.read.format("delta").load(str(path))
+    return sorted(tuple(r) for r in frame.select("user", "day", "amount").collect())
+
+
+def versions(spark: SparkSession, path: Path) -> int:
+    return DeltaTable.forPath(spark, str(path)).history().count()
+
+
+def test_append_overwrite_range_and_merge(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    append = SinkConfig(path=str(path), mode="append", partition_by=["day"])
+    first = write_delta(rows(spark, [("a", 1, 1.0), ("b", 2, 2.0)]), append, META, {"w": 1})
+    assert (first.version, first.rows_written, first.skipped) == (0, 2, False)
+    write_delta(rows(spark, [("c", 3, 3.0)]), append, META, {"w": 2})
+    overwrite = SinkConfig(path=str(path), mode="overwrite", partition_by=["day"])
+    write_delta(rows(spark, [("b2", 2, 20.0)]), overwrite, META, {"w": 3}, "day = '2024-01-02'")
+    assert [(u, a) for u, _, a in table(spark, path)] == [("a", 1.0), ("b2", 20.0), ("c", 3.0)]
+    merge = SinkConfig(path=str(path), mode="merge", merge_keys=["user", "ts"], partition_by=["day"])
+    merged = write_delta(rows(spark, [("a", 1, 10.0), ("d", 4, 4.0)]), merge, META, {"w": 4})
+    assert merged.rows_written == 2
+    assert [(u, a) for u, _, a in table(spark, path)] == [("a", 10.0), ("b2", 20.0), ("c", 3.0), ("d", 4.0)]
+    metadata = [json.loads(r["userMetadata"]) for r in DeltaTable.forPath(spark, str(path)).history().collect()]
+    assert all({"run_id", "job", "config_hash", "code_version", "write_id"} <= set(m) for m in metadata)
+
+
+def test_a_repeated_write_adds_no_rows(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    data = rows(spark, [("a", 1, 1.0), ("b", 2, 2.0)])
+    for mode, keys in (("append", []), ("merge", ["user", "ts"])):
+        sink = SinkConfig(path=str(path), mode=mode, merge_keys=keys)
+        first = write_delta(data, sink, META, {"run": mode, "range": None})
+        again = write_delta(data, sink, META, {"run": mode, "range": None})
+        assert again.skipped and again.version == first.version, mode
+        assert len(table(spark, path)) == 2
+    assert versions(spark, path) == 2  # one append, one merge; both repeats were skipped by Delta
+
+
+def test_an_overwrite_repeat_restores_its_rows_after_another_write(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    sink = SinkConfig(path=str(path), mode="overwrite")
+    first = write_delta(rows(spark, [("a", 1, 1.0)]), sink, META, {"run": "A"})
+    assert write_delta(rows(spark, [("a", 1, 1.0)]), sink, META, {"run": "A"}).skipped
+    write_delta(rows(spark, [("b", 1, 2.0)]), sink, META, {"run": "B"})
+    last = write_delta(rows(spark, [("a", 1, 1.0)]), sink, META, {"run": "A"})
+    assert (first.version, last.version, last.skipped) == (0, 2, False)
+    assert [u for u, _, _ in table(spark, path)] == ["a"]
+
+
+def test_schema_policy(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    sink = SinkConfig(path=str(path), mode="append")
+    write_delta(rows(spark, [("a", 1, 1.0)]), sink, META, {"w": 1})
+    wider = rows(spark, [("b", 2, 2.0, "x")], SCHEMA + ", note string")
+    write_delta(wider, sink, META, {"w": 2})
+    frame = spark.read.format("delta").load(str(path))
+    assert sorted((r["user"], r["note"]) for r in frame.collect()) == [("a", None), ("b", "x")]
+    before = versions(spark, path)
+    retyped = rows(spark, [("c", 3, 3.0, 5)], SCHEMA + ", note int")
+    with pytest.raises(SchemaChangeRefused, match=r"changed type note \(string -> int\)"):
+        write_delta(retyped, sink, META, {"w": 3})
+    with pytest.raises(SchemaChangeRefused, match="dropped note"):
+        write_delta(rows(spark, [("c", 3, 3.0)]), sink, META, {"w": 4})
+    strict = SinkConfig(path=str(path), mode="append", schema_policy="strict")
+    with pytest.raises(SchemaChangeRefused, match="added extra"):
+        write_delta(rows(spark, [("c", 3, 3.0, "x", 1)], SCHEMA + ", note string, extra int"), strict, META, {"w": 5})
+    assert versions(spark, path) == before
+    replace = SinkConfig(path=str(path), mode="overwrite", schema_policy="replace")
+    write_delta(rows(spark, [("z", 1, 9.0)]), replace, META, {"w": 6})
+    assert "note" not in spark.read.format("delta").load(str(path)).columns
+
+
+def test_layout_mismatch_is_refused(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    write_delta(rows(spark, [("a", 1, 1.0)]), SinkConfig(path=str(path), mode="append", partition_by=["day"]), META, {})
+    with pytest.raises(ConfigError, match="differs from the partitioning"):
+        write_delta(
+            rows(spark, [("b", 1, 1.0)]), SinkConfig(path=str(path), mode="append", partition_by=["user"]), META, {}
+        )
+
+
+def test_liquid_clustering_from_config(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    commit = write_delta(rows(spark, [("a", 1, 1.0)]), SinkConfig(path=str(path), cluster_by=["user"]), META, {})
+    assert commit.rows_written == 1
+    assert list(DeltaTable.forPath(spark, str(path)).detail().first()["clusteringColumns"]) == ["user"]
+
+
+def test_two_writers_appending_at_the_same_time_lose_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    write_delta(rows(spark, [("seed", 1, 0.0)]), SinkConfig(path=str(path), mode="append"), META, {"seed": 1})
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(name: str) -> None:
+        try:
+            start.wait()
+            for i in range(3):
+                data = rows(spark, [(f"{name}{i}", 2, float(i)), (f"{name}{i}x", 3, float(i))])
+                write_delta(data, SinkConfig(path=str(path), mode="append"), META, {"writer": name, "i": i})
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("p", "q")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(table(spark, path)) == 1 + 2 * 3 * 2
+    assert versions(spark, path) == 1 + 6
