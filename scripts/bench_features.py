@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ from engine.config.features import AggregationConfig, FeaturesConfig, GroupConfi
 from engine.config.schema import SparkConfig  # noqa: E402
 from engine.features.table import feature_table  # noqa: E402
 from engine.runtime.session import build_session  # noqa: E402
+from scripts.benchlib import PeakRss, jvm_pid  # noqa: E402
 
 WINDOWS = {"1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
 FUNCTIONS = ("sum", "count", "max")
@@ -76,27 +76,6 @@ def generate(path: Path, rows: int, per_entity: int, span_days: int, seed: int =
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, row_group_size=1_000_000)
-
-
-class PeakRss:
-    """Peak resident memory of a process between `reset()` and `read()` (Linux VmHWM)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-
-    def reset(self) -> None:
-        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-
-    def read(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-
-def _jvm_pid() -> int:
-    out = subprocess.run(["pgrep", "-P", str(os.getpid()), "java"], capture_output=True, text=True).stdout.split()
-    return int(out[0])
 
 
 def engine(spark: SparkSession, source: Path) -> DataFrame:
@@ -182,7 +161,7 @@ def main() -> None:
         SparkConfig(driver_memory=args.driver_memory, shuffle_partitions=args.partitions), work / "logs"
     )
     startup = time.perf_counter() - started
-    jvm, me = PeakRss(_jvm_pid()), PeakRss(os.getpid())
+    jvm, me = PeakRss(jvm_pid()), PeakRss(os.getpid())
     print(f"spark start-up: {startup:.1f} s (excluded from every figure below)", flush=True)
 
     results: list[Result] = []

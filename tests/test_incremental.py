@@ -35,13 +35,21 @@ def _files_by_date(spark: SparkSession, path: str) -> dict[str, set[str]]:
 def test_incremental_run_rewrites_only_its_dates(spark: SparkSession, tmp_path) -> None:
     sink = SinkConfig(path=str(tmp_path / "features"), partition_by=["feature_date"])
     backfill = FeaturesConfig(timestamp="event_ts", groups=[GROUP], end="2024-01-08")
-    write_delta(feature_table(_events(spark, 7), backfill), sink, {"run": "backfill"}, replace_range(backfill))
+    write_delta(
+        feature_table(_events(spark, 7), backfill),
+        sink,
+        {"run": "backfill"},
+        {"end": 8},
+        replace_where=replace_range(backfill),
+    )
     before = _files_by_date(spark, sink.path)
     assert sorted(before) == [f"2024-01-0{d}" for d in range(1, 8)]
 
     # a day of new events arrives; the next run computes 2024-01-08 only, reading the history it needs
     new = FeaturesConfig(timestamp="event_ts", groups=[GROUP], start="2024-01-08", end="2024-01-09")
-    commit = write_delta(feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, replace_range(new))
+    commit = write_delta(
+        feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, {"day": 8}, replace_where=replace_range(new)
+    )
     after = _files_by_date(spark, sink.path)
     assert commit.version == 1
     assert {d: after[d] for d in before} == before  # earlier dates: the very same files
@@ -52,6 +60,13 @@ def test_incremental_run_rewrites_only_its_dates(spark: SparkSession, tmp_path) 
     assert table.count() == full.count()
     assert table.select(full.columns).exceptAll(full).count() == 0
 
-    # rerunning the same range replaces it: no duplicates
-    write_delta(feature_table(_events(spark, 8), new), sink, {"run": "day 8 again"}, replace_range(new))
+    # repeating the same run is skipped; a different run over the same range replaces it: no duplicates
+    again = write_delta(
+        feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, {"day": 8}, replace_where=replace_range(new)
+    )
+    assert again.skipped and again.version == 1
+    other = {"day": 8, "run": 2}
+    write_delta(
+        feature_table(_events(spark, 8), new), sink, {"run": "day 8 again"}, other, replace_where=replace_range(new)
+    )
     assert spark.read.format("delta").load(sink.path).count() == full.count()

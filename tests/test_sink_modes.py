@@ -43,7 +43,7 @@ def test_append_overwrite_range_and_merge(spark: SparkSession, tmp_path: Path) -
     assert (first.version, first.rows_written, first.skipped) == (0, 2, False)
     write_delta(rows(spark, [("c", 3, 3.0)]), append, META, {"w": 2})
     overwrite = SinkConfig(path=str(path), mode="overwrite", partition_by=["day"])
-    write_delta(rows(spark, [("b2", 2, 20.0)]), overwrite, META, {"w": 3}, "day = '2024-01-02'")
+    write_delta(rows(spark, [("b2", 2, 20.0)]), overwrite, META, {"w": 3}, replace_where="day = '2024-01-02'")
     assert [(u, a) for u, _, a in table(spark, path)] == [("a", 1.0), ("b2", 20.0), ("c", 3.0)]
     merge = SinkConfig(path=str(path), mode="merge", merge_keys=["user", "ts"], partition_by=["day"])
     merged = write_delta(rows(spark, [("a", 1, 10.0), ("d", 4, 4.0)]), merge, META, {"w": 4})

@@ -271,7 +271,7 @@ def test_twenty_tables_of_a_hundred_features_build_table_by_table(spark: SparkSe
     frame = build(spark, tmp_path / "s", tables)
     assert len(frame.columns) == 4 + 20 * width
     plan = frame._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("Exchange hashpartitioning") <= 2 * 20
+    assert plan.count("Exchange hashpartitioning") <= 3 * 20  # linear: a few exchanges per table
     row = frame.where("user = 'u'").first()
     assert [row[f"t{i}_f7"] for i in range(20)] == [float(i * 1000 + 7 + 1) for i in range(20)]
 

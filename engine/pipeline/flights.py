@@ -106,7 +106,7 @@ def _write(table: DataFrame, cfg: FeaturelakeConfig, files: SourceFiles, run_id:
     identity = {"job": cfg.job.name, "config_hash": commit_info["config_hash"], "inputs": files.fingerprint()}
     commit = stages.run(
         "compute_write",
-        lambda: write_delta(table, cfg.sink, commit_info, {**identity, "range": rewrite}, rewrite),
+        lambda: write_delta(table, cfg.sink, commit_info, {**identity, "range": rewrite}, replace_where=rewrite),
         rows=lambda c: c.rows_written,
     )
     path = str(Path(commit.path).resolve())

@@ -22,6 +22,7 @@ from engine.tracking.mlflow_runs import (
     write_run_record,
 )
 from engine.training.build import PinnedInput, pin_inputs, training_set
+from engine.versioning.refs import missing_local_table
 
 STAGES = [
     Stage("pin_inputs"),
@@ -48,7 +49,7 @@ def check_inputs(cfg: FeaturelakeConfig) -> TrainingSetConfig:
         raise ConfigError("training_set: no training set selected (training_set=<name>)")
     tables = [cfg.training_set.spine.path, *(t.path for t in cfg.training_set.feature_tables)]
     for path in tables:
-        if "://" not in path and not (Path(path) / "_delta_log").is_dir():
+        if missing_local_table(path):
             raise ConfigError(f"training_set: no Delta table at {path} (run the job that writes it first)")
     return cfg.training_set
 

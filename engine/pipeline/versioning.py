@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 from pyspark.sql import SparkSession
@@ -20,7 +19,7 @@ from engine.sinks.delta import history
 from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run
 from engine.versioning.diff import diff_versions
 from engine.versioning.maintenance import optimize, restore, vacuum
-from engine.versioning.refs import read_version, resolve_version, set_tag, tags, version_range
+from engine.versioning.refs import missing_local_table, read_version, resolve_version, set_tag, tags, version_range
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def check_version_job(cfg: FeaturelakeConfig) -> VersionConfig:
     if cfg.version is None:
         raise ConfigError("version: no versioning action selected (version=<action>)")
     job = dataclasses.replace(cfg.version, table=cfg.version.table or cfg.sink.path)
-    if "://" not in job.table and not (Path(job.table) / "_delta_log").is_dir():
+    if missing_local_table(job.table):
         raise ConfigError(f"version.table: no Delta table at {job.table}")
     return job
 
@@ -103,7 +102,7 @@ def run_version(spark: SparkSession, cfg: FeaturelakeConfig, job: VersionConfig)
                 "restore", job.table, [f"restored version {version} as version {new}"], {"version": new}
             )
         elif job.action == "vacuum":
-            deleted = vacuum(spark, job.table, job.retention_hours, job.allow_short_retention)
+            deleted = vacuum(spark, job.table, job.retention_hours, job.allow_short_retention, info)
             lines = [f"vacuum: {deleted} files older than {job.retention_hours:g}h deleted"]
             result = VersionResult("vacuum", job.table, lines, {"files_deleted": deleted})
         elif job.action == "optimize":

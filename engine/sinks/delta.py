@@ -18,14 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from delta.exceptions import (
-    ConcurrentAppendException,
-    ConcurrentDeleteDeleteException,
-    ConcurrentDeleteReadException,
-    ConcurrentTransactionException,
-    ConcurrentWriteException,
-    MetadataChangedException,
-)
+from delta import exceptions as delta_errors
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -38,13 +31,13 @@ log = logging.getLogger("engine.sinks")
 
 CORRECTION_COLUMN = "correction"
 ROW_TRACKING = {"delta.enableRowTracking": "true"}
-CONFLICTS = (
-    ConcurrentAppendException,
-    ConcurrentDeleteDeleteException,
-    ConcurrentDeleteReadException,
-    ConcurrentTransactionException,
-    ConcurrentWriteException,
-    MetadataChangedException,
+CONFLICTS = (  # commit conflicts with a concurrent writer: retried
+    delta_errors.ConcurrentAppendException,
+    delta_errors.ConcurrentDeleteDeleteException,
+    delta_errors.ConcurrentDeleteReadException,
+    delta_errors.ConcurrentTransactionException,
+    delta_errors.ConcurrentWriteException,
+    delta_errors.MetadataChangedException,
 )
 _SESSION_WRITE_CONF = threading.Lock()  # merge takes its txn id and metadata from session conf
 
@@ -199,6 +192,7 @@ def write_delta(
     cfg: SinkConfig,
     commit_info: Mapping[str, str],
     identity: Mapping[str, object],
+    *,
     replace_where: str | None = None,
 ) -> Commit:
     """Write `df` to `cfg.path` in one idempotent Delta commit, after checking the schema policy.

@@ -1,10 +1,11 @@
-"""The point-in-time (as-of) join, sort-based: one shuffle and one sort per feature table.
+"""The point-in-time (as-of) join, sort-based: one shuffle and one sort per set of entity keys.
 
 Spine rows and feature rows are unioned per entity and ordered by time; each spine row takes the
 running maximum of (event time, created time, values) over the feature rows before it. That is the
 latest available row, found in a single pass, never a join on the key followed by a rank over every
-candidate pair. A feature row enters the sweep at its availability time, so a value never reaches
-a spine row that precedes its availability, however early its event time is.
+candidate pair. Tables with the same keys share the pass. A feature row enters the sweep at its
+availability time, so a value never reaches a spine row that precedes its availability, however
+early its event time is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 EVENT = "_event_ts"
 AVAILABLE = "_available_at"
@@ -20,8 +22,8 @@ CREATED = "_created_at"
 _SWEEP = "_sweep_ts"
 _SIDE = "_side"  # 0: feature row, 1: spine row; feature rows first at equal times (at or before)
 _SPINE = "_spine"
-_VALUE = "_value"
-_BEST = "_best"
+_VALUE = "_value"  # + table index
+_BEST = "_best"  # + table index
 
 
 @dataclass(frozen=True)
@@ -42,41 +44,63 @@ def _sweep_time(spec: AsOfSpec) -> Column:
     return F.greatest(F.col(AVAILABLE), event)
 
 
-def as_of_join(spine: DataFrame, features: DataFrame, spec: AsOfSpec, spine_timestamp: str) -> DataFrame:
-    """Each spine row with the latest feature row available at its time, within the TTL (else nulls).
+def _value_type(features: DataFrame, spec: AsOfSpec) -> T.StructType:
+    fields = {f.name: f for f in features.schema.fields}
+    return T.StructType([fields[c] for c in (EVENT, CREATED, *spec.features)])
 
-    `features` holds the keys, `_event_ts`, `_available_at`, `_created_at` and the feature columns.
-    Ties on the event time go to the later created time. Spine rows with a null key or time get
-    nulls; feature rows with a null key, event or availability time never join.
+
+def as_of_join(spine: DataFrame, tables: list[tuple[DataFrame, AsOfSpec]], spine_timestamp: str) -> DataFrame:
+    """Each spine row with, per table, the latest feature row available at its time within the TTL (else nulls).
+
+    All `tables` share the same keys, so one shuffle and one sort serve them all: their rows are
+    unioned with the spine's, each table's values in a column of its own, and one window pass keeps
+    a running maximum per table. Each table's frame holds the keys, `_event_ts`, `_available_at`,
+    `_created_at` and its features. Ties on the event time go to the later created time. Spine rows
+    with a null key or time get nulls; feature rows with a null key, event or availability time
+    never join.
     """
-    value_type = features.select(F.struct(EVENT, CREATED, *spec.features).alias(_VALUE)).schema[_VALUE].dataType
-    spine_type = spine.select(F.struct(*spine.columns).alias(_SPINE)).schema[_SPINE].dataType
+    keys = tables[0][1].keys
+    if any(spec.keys != keys for _, spec in tables):
+        raise ValueError("as_of_join: every table of one sweep must have the same keys")
+    types = [_value_type(features, spec) for features, spec in tables]
+    values = [f"{_VALUE}{i}" for i in range(len(tables))]
     spine_rows = spine.select(
-        *spec.keys,
+        *keys,
         F.col(spine_timestamp).alias(_SWEEP),
         F.lit(1).alias(_SIDE),
         F.struct(*spine.columns).alias(_SPINE),
-        F.lit(None).cast(value_type).alias(_VALUE),
+        *(F.lit(None).cast(t).alias(v) for t, v in zip(types, values, strict=True)),
     )
-    usable = F.lit(True)
-    for column in (*spec.keys, EVENT, AVAILABLE):
-        usable = usable & F.col(column).isNotNull()
-    feature_rows = features.where(usable).select(
-        *spec.keys,
-        _sweep_time(spec).alias(_SWEEP),
-        F.lit(0).alias(_SIDE),
-        F.lit(None).cast(spine_type).alias(_SPINE),
-        F.struct(EVENT, CREATED, *spec.features).alias(_VALUE),
-    )
-    so_far = Window.partitionBy(*spec.keys).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
-    joined = spine_rows.unionByName(feature_rows).withColumn(_BEST, F.max(_VALUE).over(so_far)).where(F.col(_SIDE) == 1)
-    fresh = F.col(f"{_BEST}.{EVENT}").isNotNull() & F.col(_SWEEP).isNotNull()
-    if spec.ttl_seconds is not None:
-        fresh = fresh & (F.col(f"{_BEST}.{EVENT}") >= F.col(_SWEEP) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS"))
-    return joined.select(
-        f"{_SPINE}.*",
-        *(
-            F.when(fresh, F.col(f"{_BEST}.`{name}`")).alias(out)
+    union = spine_rows
+    for i, (features, spec) in enumerate(tables):
+        usable = F.lit(True)
+        for column in (*keys, EVENT, AVAILABLE):
+            usable = usable & F.col(column).isNotNull()
+        own = F.struct(EVENT, CREATED, *spec.features)
+        union = union.unionByName(
+            features.where(usable).select(
+                *keys,
+                _sweep_time(spec).alias(_SWEEP),
+                F.lit(0).alias(_SIDE),
+                F.lit(None).cast(T.StructType(spine.schema.fields)).alias(_SPINE),
+                *(
+                    own.alias(v) if j == i else F.lit(None).cast(t).alias(v)
+                    for j, (t, v) in enumerate(zip(types, values, strict=True))
+                ),
+            )
+        )
+    so_far = Window.partitionBy(*keys).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
+    best = [f"{_BEST}{i}" for i in range(len(tables))]
+    joined = union.select(
+        _SWEEP, _SIDE, _SPINE, *(F.max(v).over(so_far).alias(b) for v, b in zip(values, best, strict=True))
+    ).where(F.col(_SIDE) == 1)
+    outputs = []
+    for b, (_, spec) in zip(best, tables, strict=True):
+        fresh = F.col(f"{b}.{EVENT}").isNotNull() & F.col(_SWEEP).isNotNull()
+        if spec.ttl_seconds is not None:
+            fresh = fresh & (F.col(f"{b}.{EVENT}") >= F.col(_SWEEP) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS"))
+        outputs += [
+            F.when(fresh, F.col(f"{b}.`{name}`")).alias(out)
             for name, out in zip(spec.features, spec.output_names, strict=True)
-        ),
-    )
+        ]
+    return joined.select(f"{_SPINE}.*", *outputs)

@@ -1,7 +1,8 @@
-"""Assemble a training set: the pinned spine, then one as-of join per pinned feature table.
+"""Assemble a training set: the pinned spine, then one as-of sweep per set of entity keys.
 
-Tables are joined one after another, each adding one shuffle and one sort to the plan, so the
-plan grows linearly with the number of tables, however many features each holds.
+Tables with the same keys share one sweep (one shuffle, one sort); sweeps for different keys run
+one after another, so the plan grows with the number of key sets, however many tables and
+features there are, and is built step by step, never as one SQL string.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from engine.config.schema import TrainingSetConfig
 from engine.errors import ConfigError
-from engine.training.asof import as_of_join
+from engine.training.asof import AsOfSpec, as_of_join
 from engine.training.inputs import TimeRange, feature_rows, spine_range
 from engine.versioning.refs import read_version, resolve_version
+
+SMALL_SPINE_ROWS = 1_000_000  # up to this size, feature rows are first cut to the spine's keys (broadcast)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,11 @@ def spine_columns(cfg: TrainingSetConfig) -> list[str]:
 def training_set(
     spark: SparkSession, cfg: TrainingSetConfig, pinned: list[PinnedInput]
 ) -> tuple[DataFrame, list[str], TimeRange | None]:
-    """The training set (lazy), its feature columns, and the spine's time range (one small aggregation)."""
+    """The training set (lazy), its feature columns, and the spine's time range (one small aggregation).
+
+    A spine of at most SMALL_SPINE_ROWS rows first cuts each feature table to its keys with a
+    broadcast semi-join, so a small spine against large tables sorts only the rows it can use.
+    """
     versions = {p.name: p.version for p in pinned}
     spine = read_version(spark, cfg.spine.path, versions["spine"])
     columns = spine_columns(cfg)
@@ -59,7 +67,8 @@ def training_set(
         raise ConfigError(f"training_set.spine: columns not in {cfg.spine.path}: {', '.join(missing)}")
     spine = spine.select(*columns)
     window = spine_range(spine, cfg.spine.timestamp)
-    result, names = spine, list(columns)
+    names = list(columns)
+    sweeps: dict[tuple[str, ...], list[tuple[DataFrame, AsOfSpec]]] = {}
     for table in cfg.feature_tables:
         rows, spec = feature_rows(spark, table, versions[table.name], window)
         clash = sorted(set(spec.output_names) & set(names))
@@ -69,5 +78,11 @@ def training_set(
                 "set a prefix"
             )
         names += spec.output_names
-        result = as_of_join(result, rows, spec, cfg.spine.timestamp)
-    return result, names[len(columns) :], window
+        if window is not None and window.rows <= SMALL_SPINE_ROWS:
+            # A small spine touches few entities: drop the others' rows before the sort.
+            rows = rows.join(F.broadcast(spine.select(*table.keys).distinct()), list(table.keys), "left_semi")
+        sweeps.setdefault(spec.keys, []).append((rows, spec))
+    result = spine
+    for tables in sweeps.values():
+        result = as_of_join(result, tables, cfg.spine.timestamp)
+    return result.select(*names), names[len(columns) :], window

@@ -19,16 +19,17 @@ _COMMIT_VERSION = "_row_commit_version"
 
 @dataclass(frozen=True)
 class TimeRange:
-    """The spine's first and last times in microseconds since the epoch (UTC)."""
+    """The spine's first and last times in microseconds since the epoch (UTC), and its row count."""
 
     first: int
     last: int
+    rows: int
 
 
 def spine_range(spine: DataFrame, timestamp: str) -> TimeRange | None:
-    """The spine's time range (one aggregation); None for an empty spine."""
-    row = spine.agg(F.min(F.unix_micros(timestamp)), F.max(F.unix_micros(timestamp))).first()
-    return None if row[0] is None else TimeRange(row[0], row[1])
+    """The spine's time range and size (one aggregation); None when no spine row has a time."""
+    row = spine.agg(F.min(F.unix_micros(timestamp)), F.max(F.unix_micros(timestamp)), F.count(F.lit(1))).first()
+    return None if row[0] is None else TimeRange(row[0], row[1], row[2])
 
 
 def _micros(value: int) -> Column:

@@ -35,7 +35,9 @@ def tags_at_risk(spark: SparkSession, path: str, retention_hours: float) -> list
     return [f"{name} (version {v})" for name, v in sorted(tagged.items()) if v in expired]
 
 
-def vacuum(spark: SparkSession, path: str, retention_hours: float, allow_short_retention: bool) -> int:
+def vacuum(
+    spark: SparkSession, path: str, retention_hours: float, allow_short_retention: bool, metadata: dict[str, str]
+) -> int:
     """Delete files older than the retention that no current version needs; returns how many went.
 
     Refused below 7 days unless allowed, and always refused when it would break a tagged version.
@@ -52,7 +54,8 @@ def vacuum(spark: SparkSession, path: str, retention_hours: float, allow_short_r
     previous = spark.conf.get(_RETENTION_CHECK, "true")
     spark.conf.set(_RETENTION_CHECK, str(not allow_short_retention).lower())
     try:
-        deleted = table.vacuum(retention_hours).count()
+        with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
+            deleted = table.vacuum(retention_hours).count()
     finally:
         spark.conf.set(_RETENTION_CHECK, previous)
     return deleted

@@ -7,6 +7,7 @@ transaction log: they travel with the table, and setting one is an atomic commit
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -20,6 +21,11 @@ TAG_PREFIX = "featurelake.tag."
 
 class VersionError(FeaturelakeError):
     """A version, tag or time that the table cannot serve."""
+
+
+def missing_local_table(path: str) -> bool:
+    """True when `path` is a local folder without a Delta log (remote paths are checked by Spark)."""
+    return "://" not in path and not (Path(path) / "_delta_log").is_dir()
 
 
 def delta_table(spark: SparkSession, path: str) -> DeltaTable:
