@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from engine.config.schema import SinkConfig
 from engine.errors import ConfigError
 from engine.sinks.schema_policy import enforce, schema_diff
+from engine.sinks.table_metadata import partition_columns
 
 log = logging.getLogger("engine.sinks")
 
@@ -114,8 +115,8 @@ def _with_correction_flag(df: DataFrame, cfg: SinkConfig, existing: DeltaTable |
     return df
 
 
-def _check_layout(existing: DeltaTable, cfg: SinkConfig) -> None:
-    partitions = list(existing.detail().first()["partitionColumns"])
+def _check_layout(spark: SparkSession, cfg: SinkConfig) -> None:
+    partitions = partition_columns(spark, cfg.path)
     if cfg.partition_by and partitions != list(cfg.partition_by):
         raise ConfigError(
             f"sink.partition_by: {list(cfg.partition_by)} differs from the partitioning {partitions} of {cfg.path}"
@@ -207,7 +208,7 @@ def write_delta(
     df = _with_correction_flag(df, cfg, existing)
     evolve = False
     if existing is not None:
-        _check_layout(existing, cfg)
+        _check_layout(spark, cfg)
         diff = schema_diff(existing.toDF().schema, df.schema)
         full_overwrite = cfg.mode == "overwrite" and not replace_where
         enforce(cfg.schema_policy, diff, cfg.path, full_overwrite)

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from engine.config.training import FeatureTableConfig
 from engine.errors import ConfigError
 from engine.sinks.delta import CORRECTION_COLUMN
+from engine.sinks.table_metadata import table_properties
 from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec
 from engine.versioning.refs import read_version
 
@@ -87,8 +88,7 @@ def feature_rows(
     has_flag = CORRECTION_COLUMN in table.columns
     needs_commit_time = has_flag or not cfg.created_column
     if needs_commit_time:
-        properties = DeltaTable.forPath(spark, cfg.path).detail().first()["properties"]
-        if properties.get("delta.enableRowTracking") != "true":
+        if table_properties(spark, cfg.path).get("delta.enableRowTracking") != "true":
             raise ConfigError(
                 f"training_set.feature_tables.{cfg.name}: {cfg.path} has no row tracking, so commit times are "
                 "unknown; set created_column (and drop the correction flag)"

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from engine.errors import FeaturelakeError
 from engine.sinks.delta import session_commit_conf
+from engine.sinks.table_metadata import sql_location, table_properties
 
 TAG_PREFIX = "featurelake.tag."
 
@@ -37,7 +38,8 @@ def delta_table(spark: SparkSession, path: str) -> DeltaTable:
 
 def tags(spark: SparkSession, path: str) -> dict[str, int]:
     """The table's tags and the versions they name."""
-    properties = delta_table(spark, path).detail().first()["properties"]
+    delta_table(spark, path)
+    properties = table_properties(spark, path)
     return {k.removeprefix(TAG_PREFIX): int(v) for k, v in properties.items() if k.startswith(TAG_PREFIX)}
 
 
@@ -79,4 +81,4 @@ def set_tag(spark: SparkSession, path: str, name: str, version: int, metadata: d
         raise VersionError(f"{path}: tag '{name}' already names version {existing}; tags do not move")
     if existing is None:
         with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
-            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{TAG_PREFIX}{name}' = '{version}')")
+            spark.sql(f"ALTER TABLE {sql_location(path)} SET TBLPROPERTIES ('{TAG_PREFIX}{name}' = '{version}')")
