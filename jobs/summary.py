@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from engine.pipeline.flights import RunResult
 from engine.pipeline.stages import StageLog
+from engine.pipeline.suggest import SuggestResult
 from engine.pipeline.training_set import TrainingSetResult
+from engine.pipeline.validate import ValidateResult
 from engine.pipeline.versioning import VersionResult
+from engine.quality.verify import ValidationReport
 
 
 def _stages(stages: StageLog) -> list[str]:
@@ -25,20 +28,45 @@ def _leaderboard(trials: list) -> list[str]:
     return lines
 
 
+def _quality(report: ValidationReport) -> list[str]:
+    failed = report.failed
+    lines = [
+        f"checks:        {len(report.checks) - len(failed)} passed, {len(failed)} failed"
+        + (f" ({', '.join(f'{c.name} [{c.severity}, {c.action}]' for c in failed)})" if failed else "")
+    ]
+    sampled = sum(1 for c in report.checks if c.decided_by == "sample")
+    lines.append(f"               {sampled} decided on a sample, {len(report.checks) - sampled} on the full data")
+    if sum(report.malformed.values()) or sum(report.quarantined.values()):
+        lines.append(
+            f"quarantined:   {sum(report.quarantined.values()):,} rows ({sum(report.malformed.values()):,} malformed)"
+        )
+    lines += [f"anomaly:       {a['message']}" for a in report.anomalies]
+    drifted = [d["feature"] for d in report.drift if d["drifted"]]
+    leaking = [d["feature"] for d in report.drift if d["leakage"]]
+    if report.drift:
+        lines.append(
+            f"drift:         {len(drifted)} of {len(report.drift)} features drifted"
+            + (f" ({', '.join(drifted[:5])}{', ...' if len(drifted) > 5 else ''})" if drifted else "")
+        )
+    if leaking:
+        lines.append(f"leakage:       {', '.join(leaking)} (predict the label alone, or known after it)")
+    return lines
+
+
 def format_summary(result: RunResult) -> str:
-    failed = result.report.failed
+    report = result.published.report
     lines = ["", "featurelake run summary", *_stages(result.stages)]
     lines.append("rows read:     " + ", ".join(f"{k} {v:,}" for k, v in result.rows_read.items()))
-    lines.append(
-        f"checks:        {len(result.report.checks) - len(failed)} passed, {len(failed)} failed"
-        + (f" ({', '.join(f'{c.name} [{c.severity}]' for c in failed)})" if failed else "")
-    )
-    if result.commit:
+    lines += _quality(report)
+    lines.append(f"report:        {result.published.html_path}")
+    if result.commit and report.outcome == "use_cached_features":
+        stale = ", ".join(c.name for c in report.failed if c.action == "use_cached_features")
+        lines.append(f"features:      source stale ({stale}); served the last good version instead of computing")
+        lines.append(f"delta table:   {result.commit.path} (version {result.commit.version}, cached)")
+    elif result.commit:
         lines.append(f"features:      {result.commit.rows_written:,} rows written")
         lines.append(f"delta table:   {result.commit.path} (version {result.commit.version})")
-        lines.append(
-            f"training set:  scripts/run job=training_set training_set.spine.version={result.commit.version}"
-        )
+        lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={result.commit.version}")
     lines.append(f"mlflow run:    {result.run_id}")
     lines += _leaderboard(result.trials)
     lines.append(f"run record:    {result.record_path}")
@@ -50,6 +78,12 @@ def format_training_summary(result: TrainingSetResult) -> str:
     lines += [f"  {p.role:<9}{p.name:<20}{p.path} @ version {p.version}" for p in result.inputs]
     written = "already written, skipped" if result.commit.skipped else f"{result.commit.rows_written:,} rows written"
     lines.append(f"training set:  {written}, {len(result.features)} features")
+    skewed = [d["feature"] for d in result.skew if d["drifted"]]
+    if result.skew:
+        lines.append(
+            f"skew:          {len(skewed)} of {len(result.skew)} features differ from the serving tables"
+            + (f" ({', '.join(skewed[:5])})" if skewed else "")
+        )
     lines.append(f"delta table:   {result.commit.path} (version {result.commit.version})")
     lines.append(f"mlflow run:    {result.run_id}")
     lines += _leaderboard(result.trials)
@@ -59,3 +93,30 @@ def format_training_summary(result: TrainingSetResult) -> str:
 
 def format_version_summary(result: VersionResult) -> str:
     return "\n".join(["", f"featurelake version {result.action}: {result.table}", *result.lines])
+
+
+def format_validate_summary(result: ValidateResult) -> str:
+    report = result.published.report
+    lines = ["", "featurelake validation summary", *_stages(result.stages)]
+    lines.append("rows:          " + ", ".join(f"{d} {n:,}" for d, n in report.rows.items()))
+    lines += _quality(report)
+    lines.append(f"passed rows:   {result.passed_rows:,}")
+    if result.quarantine:
+        lines.append(f"quarantine:    {result.quarantine.path} (version {result.quarantine.version})")
+    if result.output:
+        lines.append(f"output:        {result.output.path} (version {result.output.version})")
+    lines.append(f"report:        {result.published.html_path}")
+    lines.append(f"mlflow run:    {result.run_id}")
+    return "\n".join(lines)
+
+
+def format_suggest_summary(result: SuggestResult) -> str:
+    lines = ["", f"featurelake suggested checks for {result.source} ({result.rows:,} rows profiled)"]
+    lines += [
+        f"  {p.name:<16}{p.type:<10}{p.non_null / max(result.rows, 1):>8.1%} complete"
+        f"{p.approx_distinct:>10,} distinct (approx)"
+        for p in result.profiles
+    ]
+    lines.append(f"checks:        {len(result.checks)} suggested -> {result.path}")
+    lines.append(f"validate:      scripts/run job=validate validate.checks_file={result.path}")
+    return "\n".join(lines)

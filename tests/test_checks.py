@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from engine.config.schema import CheckConfig
-from engine.quality.checks import verify
+from engine.config.quality import CheckConfig, QualityConfig
+from engine.quality.verify import verify
 
+FULL = QualityConfig(sample_rows=10_000_000)
+AS_OF = datetime(2024, 1, 1)
 SCHEMA = T.StructType(
     [
         T.StructField("id", T.IntegerType()),
@@ -28,8 +32,8 @@ ROWS = [
     (7, "c", 1.0, "EWR"),
 ]
 CHECKS = [
-    CheckConfig(name="unique_id", kind="unique", columns=["id"]),
-    CheckConfig(name="unique_id_part", kind="unique", columns=["id", "part"]),
+    CheckConfig(name="unique_id", kind="unique", columns=["id"], action="warn"),
+    CheckConfig(name="unique_id_part", kind="unique", columns=["id", "part"], action="warn"),
     CheckConfig(name="complete_delay", kind="completeness", columns=["delay"], threshold=0.7),
     CheckConfig(name="complete_pair", kind="completeness", columns=["part", "origin"], threshold=0.5),
     CheckConfig(name="delay_range", kind="range", columns=["delay"], min=-10, max=1000, severity="warning"),
@@ -53,7 +57,7 @@ def reference(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def test_metrics_and_verdicts(spark: SparkSession) -> None:
-    report = verify(spark.createDataFrame(ROWS, SCHEMA), "sample", CHECKS)
+    report = verify(spark.createDataFrame(ROWS, SCHEMA), "sample", CHECKS, FULL, rows=len(ROWS), as_of=AS_OF)
     want = reference(pd.DataFrame(ROWS, columns=SCHEMA.fieldNames()))
     by_name = {c.name: c for c in report.checks}
     for name, metric in want.items():
@@ -65,10 +69,10 @@ def test_metrics_and_verdicts(spark: SparkSession) -> None:
 
 
 def test_warnings_do_not_block(spark: SparkSession) -> None:
-    report = verify(spark.createDataFrame(ROWS, SCHEMA), "sample", [CHECKS[4]])
+    report = verify(spark.createDataFrame(ROWS, SCHEMA), "sample", [CHECKS[4]], FULL, rows=len(ROWS), as_of=AS_OF)
     assert report.failed and report.passed
 
 
 def test_empty_dataset_has_no_metric(spark: SparkSession) -> None:
-    report = verify(spark.createDataFrame([], SCHEMA), "empty", CHECKS)
+    report = verify(spark.createDataFrame([], SCHEMA), "empty", CHECKS, FULL, rows=0, as_of=AS_OF)
     assert all(c.metric is None and c.passed for c in report.checks)

@@ -45,10 +45,14 @@ def test_overrides_and_groups() -> None:
         ("features.time_features.timezone=Mars/Base", "'Mars/Base' is not an IANA time zone"),
         ("features.start=2013-13", "features.start: '2013-13' is not an ISO date"),
         ("features.granularity=monthly", "features.granularity"),
-        ("checks.flights.0.kind=bogus", "checks.flight_key_unique.kind"),
+        ("checks.flights.0.kind=bogus", "checks.flights_columns.kind"),
         ("source.months=[13]", "source.months"),
         ("sink.mode=upsert", "sink.mode"),
-        ("checks.flights.5.min=5000", "checks.dep_delay_range: min 5000.0 is above max 1800.0"),
+        ("checks.flights.6.min=5000", "checks.dep_delay_range: min 5000.0 is above max 1800.0"),
+        ("checks.flights.12.action=halt_pipeline", "a warning check can only warn"),
+        ("checks.flights.18.action=quarantine_data", "checks.flights_size.action: only row-level checks"),
+        ("checks.flights.19.max_lag=soon", "checks.flights_fresh.max_lag: 'soon' is not a duration"),
+        ("quality.confidence=1.5", "quality.confidence"),
         ("checks.weather.1.name=temp_range", "repeated: temp_range"),
         ("experiment.num_cpus=0", "experiment.num_cpus"),
     ],
@@ -71,8 +75,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     [
         (
             ["job=nope"],
-            "error: config: In 'config': Could not find 'job/nope'; available: flights, training_set, version",
+            "error: config: In 'config': Could not find 'job/nope'; available: flights, suggest_checks, "
+            "training_set, validate, version",
         ),
+        (["job=validate", "validate.source.format=xml"], "error: config: source planes.format: 'xml' is not one of"),
+        (
+            ["job=validate", "+validate.source.options.mode=DROPMALFORMED"],
+            "error: config: source planes.options.mode: only PERMISSIVE (malformed lines are quarantined)",
+        ),
+        (["job=validate", "validate.source.schema='id LIST'"], "error: config: source planes.schema: cannot parse"),
+        (["job=validate", "quality.as_of=yesterday"], "error: config: quality.as_of: 'yesterday' is not an ISO"),
+        (["job=validate", "validate.checks_file=/nonexistent.yaml"], "error: config: validate.checks_file: no such"),
         (["job=training_set"], "error: config: Structured config of type `SpineConfig` has missing mandatory value"),
         (
             ["job=training_set", "training_set.spine.version=0", "training_set.spine.path=/nonexistent"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,59 @@ def test_validation_report_and_run_record(first_run) -> None:
     assert set(schema) == {"name", "type", "description", "entity_keys", "ttl_seconds"}
 
 
+class _CheckRows(HTMLParser):
+    """The (check, status) of every row of the report's checks table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "tr" and "data-check" in values:
+            self.rows[values["data-check"]] = values["data-status"]
+
+
+def test_reports_list_every_configured_check(first_run) -> None:
+    cfg, result = first_run
+    parser = _CheckRows()
+    parser.feed(result.published.html_path.read_text())
+    configured = [c.name for c in [*cfg.checks.flights, *cfg.checks.weather]]
+    assert sorted(parser.rows) == sorted(configured)
+    assert set(parser.rows.values()) <= {"passed", "warning"}
+    report = json.loads(result.published.json_path.read_text())
+    assert report["passed"] is True and report["outcome"] == "continue"
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert {parser.rows[n] for n in by_name if by_name[n]["status"] == "passed"} == {"passed"}
+    sampled = by_name["dep_delay_mostly_complete"]
+    assert sampled["decided_by"] == "sample" and sampled["sample_size"] > 9000
+    assert sampled["interval"][0] <= sampled["metric"] <= sampled["interval"][1]
+    assert by_name["keys_complete"]["decided_by"] == "full"  # a sample can never prove 100%
+    artifacts = {a.path for a in MlflowClient(cfg.tracking.uri).list_artifacts(result.run_id, "validation")}
+    assert artifacts == {
+        f"validation/{result.published.json_path.name}",
+        f"validation/{result.published.html_path.name}",
+    }
+
+
+def test_stale_source_serves_the_previous_version(spark: SparkSession, first_run) -> None:
+    cfg, _ = first_run
+    stale = job_config(
+        Path(cfg.sink.path).parents[1], "source.months=[1]", "experiment=none", "quality.as_of=2016-01-01T00:00:00"
+    )
+    before = spark.sql(f"DESCRIBE HISTORY delta.`{Path(cfg.sink.path).resolve()}`").count()
+    result = run_flights(spark, stale, locate_sources(stale.source))
+    report = result.published.report
+    assert report.outcome == "use_cached_features"
+    assert [c.name for c in report.failed] == ["flights_fresh"]
+    assert result.commit.skipped and result.commit.rows_written == 0
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{Path(cfg.sink.path).resolve()}`").count() == before
+    assert result.commit.version == before - 1
+    run = MlflowClient(stale.tracking.uri).get_run(result.run_id)
+    assert run.data.metrics["served_cached_features"] == 1
+    assert json.loads(result.published.json_path.read_text())["outcome"] == "use_cached_features"
+
+
 def test_mlflow_run_and_experiment(first_run) -> None:
     cfg, result = first_run
     client = MlflowClient(cfg.tracking.uri)
@@ -110,6 +164,8 @@ def test_training_set_from_the_pinned_version(spark: SparkSession, first_run) ->
     assert {(c.data.params["delta_path"], c.data.params["delta_version"]) for c in children} == {
         (result.commit.path, "0")
     }
+    assert {d["feature"] for d in result.skew} >= {"carrier_dep_delay_count_7d", "weather_temp"}
+    assert not any(d["drifted"] for d in result.skew)  # the serving table is the version it was built from
     again = run_training_set(spark, ts_cfg, check_inputs(ts_cfg))
     assert again.commit.skipped and again.commit.version == 0
 
@@ -137,9 +193,18 @@ def test_unreadable_csv_fails_without_a_commit(spark: SparkSession, tmp_path: Pa
 
 
 def test_blocking_check_failure_writes_nothing(spark: SparkSession, tmp_path: Path) -> None:
-    cfg = job_config(tmp_path, "source.months=[1]", "checks.flights.2.threshold=1.0", "experiment=none")
+    cfg = job_config(
+        tmp_path,
+        "source.months=[1]",
+        "checks.flights.3.threshold=1.0",
+        "checks.flights.3.action=halt_pipeline",
+        "experiment=none",
+    )
     with pytest.raises(ValidationFailed, match="dep_delay_mostly_complete"):
         run_flights(spark, cfg, locate_sources(cfg.source))
     assert not Path(cfg.sink.path).exists()
     record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     assert record["validation_report"]["passed"] is False
+    assert record["validation_report"]["outcome"] == "halt"
+    assert len(list((tmp_path / "reports").glob("*.html"))) == 1
+    assert not (tmp_path / "delta" / "quarantine").exists()

@@ -23,6 +23,7 @@ def test_coordinates_follow_the_installed_packages() -> None:
     assert runtime.packages(include_optional=False) == [
         f"io.delta:delta-spark_4.1_2.13:{delta}",
         f"io.delta:delta-storage:{delta}",
+        "org.apache.spark:spark-avro_2.13:4.1.1",
     ]
     assert "com.amazon.deequ:deequ:2.0.18-spark-4.1" in runtime.packages()
 

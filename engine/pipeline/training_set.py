@@ -7,12 +7,15 @@ from pathlib import Path
 
 import mlflow
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from engine.config.quality import DriftConfig
 from engine.config.schema import FeaturelakeConfig, TrainingSetConfig
 from engine.errors import ConfigError
 from engine.experiments.scoring import score_version
 from engine.experiments.sweep import TrialResult
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
+from engine.quality.drift import feature_drift
 from engine.sinks.delta import Commit, write_delta
 from engine.tracking.mlflow_runs import (
     commit_metadata,
@@ -28,6 +31,7 @@ STAGES = [
     Stage("pin_inputs"),
     Stage("plan", ("pin_inputs",)),
     Stage("compute_write", ("plan",)),
+    Stage("skew", ("compute_write",)),
     Stage("experiment", ("compute_write",)),
 ]
 
@@ -39,6 +43,7 @@ class TrainingSetResult:
     inputs: list[PinnedInput]
     features: list[str]
     commit: Commit
+    skew: list[dict]
     trials: list[TrialResult]
     record_path: Path
 
@@ -71,7 +76,14 @@ def run_training_set(spark: SparkSession, cfg: FeaturelakeConfig, spec: Training
             rows=lambda c: c.rows_written,
         )
         mlflow.log_params({"delta_path": str(Path(commit.path).resolve()), "delta_version": commit.version})
-        mlflow.log_metrics({"rows_written": commit.rows_written, "features": len(features)})
+        skew = stages.run("skew", lambda: serving_skew(spark, spec, commit, features, cfg.quality.drift))
+        mlflow.log_metrics(
+            {
+                "rows_written": commit.rows_written,
+                "features": len(features),
+                "features_skewed": sum(1 for d in skew if d["drifted"]),
+            }
+        )
         trials: list[TrialResult] = []
         if cfg.experiment.enabled:
             trials = stages.run(
@@ -86,8 +98,28 @@ def run_training_set(spark: SparkSession, cfg: FeaturelakeConfig, spec: Training
             "inputs": [asdict(p) for p in pinned],
             "features": features,
             "delta": asdict(commit),
+            "skew": skew,
             "experiment": [asdict(t) for t in trials],
             "stages": stages.to_list(),
         }
         record_path = write_run_record(cfg.job, run_id, record)
-    return TrainingSetResult(run_id, stages, pinned, features, commit, trials, record_path)
+    return TrainingSetResult(run_id, stages, pinned, features, commit, skew, trials, record_path)
+
+
+def serving_skew(
+    spark: SparkSession, spec: TrainingSetConfig, commit: Commit, features: list[str], cfg: DriftConfig
+) -> list[dict]:
+    """Training/serving skew: each feature of the written training set against the newest version
+    of the table that serves it (PSI and JS distance, as for drift)."""
+    if not cfg.enabled:
+        return []
+    training = spark.read.format("delta").option("versionAsOf", commit.version).load(commit.path)
+    skew = []
+    for table in spec.feature_tables:
+        serving = spark.read.format("delta").load(table.path)
+        pairs = [(f"{table.prefix}{c}", c) for c in serving.columns if f"{table.prefix}{c}" in features]
+        if pairs:
+            renamed = training.select(*[F.col(t).alias(c) for t, c in pairs])
+            found = feature_drift(renamed, serving, [c for _, c in pairs], cfg)
+            skew += [d | {"feature": f"{table.prefix}{d['feature']}", "table": table.name} for d in found]
+    return skew

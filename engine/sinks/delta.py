@@ -64,28 +64,29 @@ class Commit:
     skipped: bool = False
 
 
-def history(spark: SparkSession, path: str) -> DataFrame:
-    """The table's commits, newest first: version, time, operation, run id, job, write id and rows written."""
+def _commits(table: DeltaTable, limit: int | None = None) -> DataFrame:
+    """Version, time, operation, run id, job, write id and rows written of the table's newest commits."""
     metrics = F.col("operationMetrics")
     rows = F.when(
         F.col("operation") == "MERGE",
         F.coalesce(metrics["numTargetRowsInserted"].cast("long"), F.lit(0))
         + F.coalesce(metrics["numTargetRowsUpdated"].cast("long"), F.lit(0)),
     ).otherwise(F.coalesce(metrics["numOutputRows"].cast("long"), F.lit(0)))
-    return (
-        DeltaTable.forPath(spark, path)
-        .history()
-        .select(
-            "version",
-            "timestamp",
-            "operation",
-            F.get_json_object("userMetadata", "$.run_id").alias("run_id"),
-            F.get_json_object("userMetadata", "$.job").alias("job"),
-            F.get_json_object("userMetadata", "$.write_id").alias("write_id"),
-            rows.alias("rows_written"),
-        )
-        .orderBy(F.desc("version"))
+    commits = table.history(limit) if limit else table.history()
+    return commits.select(
+        "version",
+        "timestamp",
+        "operation",
+        F.get_json_object("userMetadata", "$.run_id").alias("run_id"),
+        F.get_json_object("userMetadata", "$.job").alias("job"),
+        F.get_json_object("userMetadata", "$.write_id").alias("write_id"),
+        rows.alias("rows_written"),
     )
+
+
+def history(spark: SparkSession, path: str) -> DataFrame:
+    """The table's commits, newest first: version, time, operation, run id, job, write id and rows written."""
+    return _commits(DeltaTable.forPath(spark, path)).orderBy(F.desc("version"))
 
 
 def write_id(identity: Mapping[str, object], mode: str, table_version: int | None) -> WriteId:
@@ -213,12 +214,12 @@ def write_delta(
         full_overwrite = cfg.mode == "overwrite" and not replace_where
         enforce(cfg.schema_policy, diff, cfg.path, full_overwrite)
         evolve = bool(diff.added) and not (cfg.schema_policy == "replace" and full_overwrite)
-    before = table_version(spark, cfg.path)
+    newest = _commits(existing, 1).first() if existing is not None else None
+    before = newest["version"] if newest is not None else None
     txn = write_id(identity, cfg.mode, before)
-    if cfg.mode == "overwrite" and before is not None:
-        latest = history(spark, cfg.path).select("version", "write_id", "rows_written").first()
-        if (latest["write_id"] or "").split("/")[0] == txn.app_id:  # the table still holds this very write
-            return Commit(cfg.path, latest["version"], latest["rows_written"], skipped=True)
+    holds_this_write = newest is not None and (newest["write_id"] or "").split("/")[0] == txn.app_id
+    if cfg.mode == "overwrite" and holds_this_write:  # a repeat while the table still holds this very write
+        return Commit(cfg.path, newest["version"], newest["rows_written"], skipped=True)
     metadata = json.dumps({**commit_info, "write_id": str(txn)}, sort_keys=True)
     for attempt in range(cfg.commit_retries + 1):
         try:

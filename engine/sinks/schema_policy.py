@@ -33,14 +33,20 @@ class SchemaDiff:
 
 
 def schema_diff(table: StructType, incoming: StructType) -> SchemaDiff:
-    """Columns the incoming data adds, drops or retypes relative to the table (names compared exactly)."""
+    """Columns the incoming data adds, drops or retypes relative to the table (names compared exactly).
+
+    Types are compared as Spark names them (`array<string>`), so element nullability, which Delta
+    reconciles on write, is not a type change.
+    """
     old = {f.name: f.dataType for f in table.fields}
     new = {f.name: f.dataType for f in incoming.fields}
     return SchemaDiff(
         added=tuple(n for n in new if n not in old),
         dropped=tuple(n for n in old if n not in new),
         retyped=tuple(
-            f"{n} ({old[n].simpleString()} -> {new[n].simpleString()})" for n in new if n in old and old[n] != new[n]
+            f"{n} ({old[n].simpleString()} -> {new[n].simpleString()})"
+            for n in new
+            if n in old and old[n].simpleString() != new[n].simpleString()
         ),
     )
 

@@ -143,7 +143,7 @@ def locate_sources(cfg: SourceConfig) -> SourceFiles:
     return SourceFiles(stage_file(folder / cfg.flights_file, staging), stage_file(folder / cfg.weather_file, staging))
 
 
-def _root_cause(err: Exception) -> str:
+def root_cause(err: Exception) -> str:
     """One line naming what went wrong: the deepest Spark error class in the JVM cause chain, and its root cause."""
     messages = [str(err)]
     if isinstance(err, Py4JJavaError):
@@ -164,7 +164,7 @@ def materialize(df: DataFrame, source: str) -> tuple[DataFrame, int]:
         rows = cached.count()
     except (PySparkException, Py4JJavaError) as err:
         cached.unpersist()
-        raise SourceError(f"cannot read source {source}: {_root_cause(err)}") from err
+        raise SourceError(f"cannot read source {source}: {root_cause(err)}") from err
     if rows == 0:
         cached.unpersist()
         raise SourceError(f"source {source} has no rows")

@@ -1,0 +1,80 @@
+"""The quality stage's edges, shared by every job: the as-of time, quarantine writes, and publishing
+the report (anomalies against the metrics history, the metrics append, JSON and HTML, MLflow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import reduce
+from pathlib import Path
+
+import mlflow
+from pyspark.sql import DataFrame, SparkSession
+
+from engine.config.quality import QualityConfig
+from engine.config.schema import SinkConfig
+from engine.errors import ConfigError
+from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
+from engine.quality.report import write_reports
+from engine.quality.validation import Validated
+from engine.quality.verify import ValidationReport
+from engine.sinks.delta import Commit, write_delta
+
+
+@dataclass(frozen=True)
+class Published:
+    report: ValidationReport
+    json_path: Path
+    html_path: Path
+
+
+def as_of_time(cfg: QualityConfig) -> datetime:
+    """The run's as-of time (UTC, naive as Spark timestamps are): `quality.as_of`, or now."""
+    if not cfg.as_of:
+        return datetime.now(UTC).replace(tzinfo=None)
+    try:
+        parsed = datetime.fromisoformat(cfg.as_of)
+    except ValueError as err:
+        raise ConfigError(f"quality.as_of: '{cfg.as_of}' is not an ISO date-time") from err
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def write_quarantine(
+    validated: list[Validated], cfg: QualityConfig, commit_info: dict[str, str], run_id: str
+) -> Commit | None:
+    """Append every dataset's quarantined rows to the quarantine table in one commit (once per run)."""
+    frames = [v.quarantine for v in validated if v.quarantine is not None]
+    if not frames:
+        return None
+    rows: DataFrame = reduce(DataFrame.unionByName, frames)
+    sink = SinkConfig(path=cfg.quarantine_path, mode="append")
+    return write_delta(rows, sink, commit_info, {"quarantine_of_run": run_id})
+
+
+def publish(
+    spark: SparkSession, report: ValidationReport, cfg: QualityConfig, commit_info: dict[str, str], stem: str
+) -> Published:
+    """Add anomalies against the previous run, append this run's metrics, write and log both reports."""
+    run_id = commit_info["run_id"]
+    current = metric_rows(report, run_id, datetime.now(UTC).replace(tzinfo=None))
+    report = replace(
+        report, anomalies=report.anomalies + anomalies(current, previous_metrics(spark, cfg.metrics_path, run_id), cfg)
+    )
+    metrics_sink = SinkConfig(path=cfg.metrics_path, mode="append")
+    write_delta(metrics_frame(spark, current), metrics_sink, commit_info, {"metrics_of_run": run_id})
+    json_path, html_path = write_reports(report, Path(cfg.report_dir), stem, f"featurelake validation: {stem}")
+    mlflow.log_artifact(str(json_path), artifact_path="validation")
+    mlflow.log_artifact(str(html_path), artifact_path="validation")
+    failed = report.failed
+    mlflow.log_metrics(
+        {
+            "checks_passed": len(report.checks) - len(failed),
+            "checks_failed": len(failed),
+            "rows_quarantined": sum(report.quarantined.values()),
+            "rows_malformed": sum(report.malformed.values()),
+            "anomalies": len(report.anomalies),
+            "features_drifted": sum(1 for d in report.drift if d["drifted"]),
+            "served_cached_features": int(report.outcome == "use_cached_features"),
+        }
+    )
+    return Published(report, json_path, html_path)

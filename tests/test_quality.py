@@ -1,0 +1,301 @@
+"""Checks, sampling, gates and sources against plain-Python and pandas references, on real Spark and Delta."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from engine.config.quality import CheckConfig, DriftConfig, FileSourceConfig, QualityConfig, load_checks_file
+from engine.errors import ValidationFailed
+from engine.pipeline.quality import write_quarantine
+from engine.pipeline.suggest import run_suggest
+from engine.pipeline.validate import check_validate_job, run_validate
+from engine.quality.drift import feature_drift, js_distance, psi
+from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
+from engine.quality.validation import validate
+from engine.quality.verify import verify
+from engine.sources.files import read_source
+from tests.conftest import job_config
+
+AS_OF = datetime(2024, 1, 10)
+SCHEMA = "id INT, name STRING, amount DOUBLE, code STRING, seen TIMESTAMP"
+FULL = QualityConfig(sample_rows=10_000_000)
+
+
+def _rows(n: int, seed: int = 5) -> list[tuple]:
+    """Rows with nulls in every column but id, a repeated id, and codes off the pattern."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append(
+            (
+                i if i != 7 else 3,
+                None if i % 11 == 0 else rng.choice(["ann", "bob", "cy"]),
+                None if i % 13 == 0 else round(rng.gauss(50, 20), 3),
+                None if i % 17 == 0 else rng.choice(["AB1", "XY2", "bad", "AB9"]),
+                None if i % 19 == 0 else datetime(2024, 1, 1) + timedelta(minutes=rng.randrange(0, 10_000)),
+            )
+        )
+    return rows
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["id", "name", "amount", "code", "seen"])
+
+
+def test_each_format_reads_with_nulls_unchanged(spark: SparkSession, tmp_path: Path) -> None:
+    rows = _rows(60)
+    df = spark.createDataFrame(rows, SCHEMA)
+    for fmt in ("parquet", "avro", "json"):
+        df.write.format(fmt).save(str(tmp_path / fmt))
+    df.toPandas().to_csv(tmp_path / "data.csv", index=False, na_rep="", date_format="%Y-%m-%dT%H:%M:%S")
+    df.where("id < 30").write.format("delta").save(str(tmp_path / "delta"))
+    df.where("id >= 30").write.format("delta").mode("append").save(str(tmp_path / "delta"))
+    want = _frame(rows).sort_values(["id", "name"], na_position="first").reset_index(drop=True)
+    sources = [
+        FileSourceConfig(name="p", format="parquet", path=str(tmp_path / "parquet"), schema=SCHEMA),
+        FileSourceConfig(name="a", format="avro", path=str(tmp_path / "avro"), schema=SCHEMA),
+        FileSourceConfig(name="j", format="json", path=str(tmp_path / "json"), schema=SCHEMA),
+        FileSourceConfig(name="c", format="csv", path=str(tmp_path / "data.csv"), schema=SCHEMA),
+        FileSourceConfig(name="d", format="delta", path=str(tmp_path / "delta")),
+    ]
+    for cfg in sources:
+        data = read_source(spark, cfg)
+        got = data.well_formed.toPandas().sort_values(["id", "name"], na_position="first").reset_index(drop=True)
+        assert (data.rows, data.malformed) == (60, 0), cfg.format
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, obj=cfg.format)
+        data.df.unpersist()
+    pinned = read_source(spark, FileSourceConfig(name="d0", format="delta", path=str(tmp_path / "delta"), version=0))
+    assert pinned.rows == 30
+
+
+def test_malformed_csv_lines_go_to_quarantine_exactly(spark: SparkSession, tmp_path: Path) -> None:
+    good = [f"{i},n{i},{i}.5,AB{i % 10},2024-01-0{1 + i % 9}T00:00:00" for i in range(40)]
+    bad = [
+        "41,short-line",
+        "x42,n,1.0,AB1,2024-01-01T00:00:00",
+        "43,n,not-a-number,AB1,2024-01-01T00:00:00",
+        "44,n,1.0,AB1,2024-01-01T00:00:00,extra",
+        '45,"unclosed,1.0,AB1,2024-01-01T00:00:00',
+    ]
+    lines = good[:10] + bad[:2] + good[10:30] + bad[2:] + good[30:]
+    (tmp_path / "in.csv").write_text("id,name,amount,code,seen\n" + "\n".join(lines) + "\n")
+    source = read_source(spark, FileSourceConfig(name="in", format="csv", path=str(tmp_path / "in.csv"), schema=SCHEMA))
+    checks = [CheckConfig(name="id_complete", kind="completeness", columns=["id"], threshold=1.0)]
+    quality = QualityConfig(quarantine_path=str(tmp_path / "quarantine"))
+    validated = validate(source, checks, quality, run_id="r1", as_of=AS_OF)
+    commit = write_quarantine([validated], quality, {"run_id": "r1", "job": "test"}, "r1")
+    quarantined = spark.read.format("delta").load(commit.path).toPandas()
+    assert sorted(quarantined["record"]) == sorted(bad)
+    assert all(list(f) == ["malformed_record"] for f in quarantined["failed_checks"])
+    assert set(quarantined["run_id"]) == {"r1"}
+    assert validated.passed_rows == validated.passed.count() == len(good)
+    assert validated.report.malformed == {"in": len(bad)} and validated.report.quarantined == {"in": len(bad)}
+    assert validated.report.passed  # checks ran on the well-formed rows only
+
+
+def test_nulls_above_the_threshold_quarantine_exactly_the_failing_rows(spark: SparkSession, tmp_path: Path) -> None:
+    rows = _rows(1_000)
+    source = read_source_of(spark, tmp_path, rows)
+    checks = [
+        CheckConfig(name="amount_required", kind="completeness", columns=["amount"], threshold=0.95),
+        CheckConfig(name="name_required", kind="completeness", columns=["name"], threshold=0.5),
+        CheckConfig(
+            name="code_allowed",
+            kind="allowed_values",
+            columns=["code"],
+            values=["AB1", "XY2", "AB9"],
+            threshold=0.5,
+            action="quarantine_data",
+        ),
+    ]
+    quality = QualityConfig(quarantine_path=str(tmp_path / "quarantine"))
+    validated = validate(source, checks, quality, run_id="r2", as_of=AS_OF)
+    frame = _frame(rows)
+    failing = frame[frame["amount"].isna()]  # 1 in 13 null: completeness 0.923 < 0.95; the others pass
+    by_name = {c.name: c for c in validated.report.checks}
+    assert by_name["amount_required"].status == "failed" and by_name["amount_required"].quarantined == len(failing)
+    assert by_name["name_required"].status == by_name["code_allowed"].status == "passed"
+    commit = write_quarantine([validated], quality, {"run_id": "r2", "job": "test"}, "r2")
+    quarantined = spark.read.format("delta").load(commit.path).toPandas()
+    ids = sorted(json.loads(r)["id"] for r in quarantined["record"])
+    assert ids == sorted(failing["id"])
+    assert all(list(f) == ["amount_required"] for f in quarantined["failed_checks"])
+    kept = validated.passed.toPandas()
+    assert len(kept) + len(quarantined) == len(rows) == validated.passed_rows + len(quarantined)
+    assert (
+        kept["amount"].notna().all()
+        and kept["name"].isna().sum() == frame[frame["amount"].notna()]["name"].isna().sum()
+    )
+    again = write_quarantine([validated], quality, {"run_id": "r2", "job": "test"}, "r2")
+    assert again.skipped and spark.read.format("delta").load(commit.path).count() == len(failing)
+
+
+def read_source_of(spark: SparkSession, tmp_path: Path, rows: list[tuple], name: str = "src"):
+    spark.createDataFrame(rows, SCHEMA).write.parquet(str(tmp_path / name))
+    return read_source(spark, FileSourceConfig(name=name, format="parquet", path=str(tmp_path / name), schema=SCHEMA))
+
+
+def test_every_check_kind_against_pandas(spark: SparkSession, tmp_path: Path) -> None:
+    rows = _rows(500)
+    source = read_source_of(spark, tmp_path, rows)
+    refs = spark.createDataFrame([("ann",), ("bob",)], "person STRING")
+    checks = [
+        CheckConfig(name="mean", kind="mean", columns=["amount"], min=0, max=100),
+        CheckConfig(name="sd", kind="stddev", columns=["amount"], min=0, max=100),
+        CheckConfig(name="q90", kind="quantile", columns=["amount"], quantile=0.9, min=0, max=1000),
+        CheckConfig(name="pattern", kind="pattern", columns=["code"], pattern="^[A-Z]{2}[0-9]$", threshold=0.5),
+        CheckConfig(name="rule", kind="satisfies", predicate="amount > 30 OR name = 'cy'", threshold=0.1),
+        CheckConfig(
+            name="ref",
+            kind="references",
+            columns=["name"],
+            reference="people",
+            reference_columns=["person"],
+            threshold=0.5,
+        ),
+        CheckConfig(name="nonneg", kind="non_negative", columns=["amount"], threshold=0.5),
+        CheckConfig(name="fresh", kind="freshness", columns=["seen"], max_lag="7d"),
+        CheckConfig(name="size", kind="size", min=100, max=499),
+        CheckConfig(name="unique", kind="unique", columns=["id"], action="warn"),
+    ]
+    report = verify(source.well_formed, "src", checks, FULL, rows=source.rows, as_of=AS_OF, datasets={"people": refs})
+    frame = _frame(rows)
+    amount, code, name = frame["amount"].dropna(), frame["code"].dropna(), frame["name"].dropna()
+    rule = ((frame["amount"] > 30) & frame["amount"].notna()) | (frame["name"] == "cy")
+    want = {
+        "mean": amount.mean(),
+        "sd": amount.std(ddof=1),
+        "q90": sorted(amount)[math.ceil(0.9 * len(amount)) - 1],
+        "pattern": code.str.match(r"^[A-Z]{2}[0-9]$").mean(),
+        "rule": rule.mean(),
+        "ref": name.isin(["ann", "bob"]).mean(),
+        "nonneg": (amount >= 0).mean(),
+        "fresh": (AS_OF - frame["seen"].max()).total_seconds(),
+        "size": 500.0,
+        "unique": (frame.groupby("id")["id"].transform("size") == 1).mean(),
+    }
+    got = {c.name: c for c in report.checks}
+    for check_name, value in want.items():
+        assert got[check_name].metric == pytest.approx(value, rel=1e-9), check_name
+    assert {c.name for c in report.failed} == {"size", "unique"}  # 500 > 499 rows; id 3 repeats
+    assert all(c.decided_by == "full" and c.interval is None for c in report.checks)
+
+
+def test_sample_decides_clear_cases_and_full_data_decides_borderline_ones(spark: SparkSession, tmp_path: Path) -> None:
+    rows = _rows(60_000)
+    source = read_source_of(spark, tmp_path, rows)
+    frame = _frame(rows)
+    complete = frame["amount"].notna().mean()  # 12/13 = 0.923
+    checks = [
+        CheckConfig(name="clear_pass", kind="completeness", columns=["amount"], threshold=0.85),
+        CheckConfig(name="clear_fail", kind="completeness", columns=["amount"], threshold=0.97),
+        CheckConfig(name="borderline", kind="completeness", columns=["amount"], threshold=round(complete, 3)),
+        CheckConfig(name="mean_pass", kind="mean", columns=["amount"], min=45, max=55),
+    ]
+    quality = QualityConfig(sample_rows=10_000, seed=3)
+    sampled = {
+        c.name: c for c in verify(source.well_formed, "s", checks, quality, rows=source.rows, as_of=AS_OF).checks
+    }
+    full = {c.name: c for c in verify(source.well_formed, "s", checks, FULL, rows=source.rows, as_of=AS_OF).checks}
+    for check_name in ("clear_pass", "clear_fail", "mean_pass"):
+        result = sampled[check_name]
+        assert result.decided_by == "sample" and 9_000 < result.sample_size < 11_000, check_name
+        assert result.status == full[check_name].status, check_name
+    assert sampled["borderline"].decided_by == "full" and "borderline" in sampled["borderline"].detail
+    assert sampled["borderline"].metric == pytest.approx(complete)
+    assert [sampled[n].status for n in ("clear_pass", "clear_fail", "mean_pass")] == ["passed", "failed", "passed"]
+
+
+def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_path: Path) -> None:
+    spark.createDataFrame(_rows(50), SCHEMA).drop("code").write.parquet(str(tmp_path / "src"))
+    cfg = job_config(
+        tmp_path,
+        "job=validate",
+        f"validate.source.path={tmp_path / 'src'}",
+        "validate.source.format=parquet",
+        f"validate.source.schema='{SCHEMA}'",
+        "validate.source.options={}",
+        f"validate.output_path={tmp_path / 'delta' / 'validated'}",
+        "validate.checks=[{name: cols, kind: schema, columns: [id, name, amount, code]},"
+        "{name: amount_complete, kind: completeness, columns: [amount]}]",
+    )
+    with pytest.raises(ValidationFailed, match="1 blocking check\\(s\\) failed: cols; nothing was written"):
+        run_validate(spark, cfg, check_validate_job(cfg))
+    assert not (tmp_path / "delta" / "validated").exists() and not (tmp_path / "delta" / "quarantine").exists()
+    report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text())
+    assert report["outcome"] == "halt"
+    assert [(c["name"], c["status"], c["detail"]) for c in report["checks"]] == [
+        ("cols", "failed", "missing column code"),
+        ("amount_complete", "skipped", "a schema check halted"),
+    ]
+
+
+def test_suggested_checks_are_accepted_by_validate(spark: SparkSession, tmp_path: Path) -> None:
+    suggested = tmp_path / "suggested.yaml"
+    cfg = job_config(tmp_path, "job=suggest_checks", f"suggest.output={suggested}")
+    result = run_suggest(spark, cfg, cfg.suggest)
+    checks = load_checks_file(str(suggested))
+    assert [c.name for c in checks] == [c["name"] for c in result.checks]
+    kinds = {(c.kind, tuple(c.columns)) for c in checks}
+    assert ("unique", ("tailnum",)) in kinds and ("allowed_values", ("engines",)) in kinds
+    run_cfg = job_config(tmp_path, "job=validate", f"validate.checks_file={suggested}", "validate.output_path=")
+    validated = run_validate(spark, run_cfg, check_validate_job(run_cfg))
+    report = validated.published.report
+    assert report.passed and not report.failed and len(report.checks) == len(checks)
+    run = MlflowClient(run_cfg.tracking.uri).get_run(validated.run_id)
+    assert run.data.metrics["checks_failed"] == 0
+
+
+def test_drift_and_leakage_against_a_reference(spark: SparkSession) -> None:
+    rng = random.Random(9)
+    before = [(rng.gauss(0, 1), rng.choice("abc"), rng.random() < 0.3) for _ in range(4_000)]
+    after = [(rng.gauss(1.0, 1), rng.choice("aab"), rng.random() < 0.3) for _ in range(4_000)]
+    after = [(x, c, int(x > 1.0)) for x, c, _ in after]  # x alone decides the label
+    schema = "x DOUBLE, c STRING, label INT"
+    previous = spark.createDataFrame([(x, c, int(y)) for x, c, y in before], schema)
+    current = spark.createDataFrame(after, schema)
+    cfg = DriftConfig(categorical=["c"], max_feature_auc=0.95)  # decile bins blur a cut inside a bin
+    same = {d["feature"]: d for d in feature_drift(previous, previous, ["x", "c"], cfg)}
+    moved = {d["feature"]: d for d in feature_drift(current, previous, ["x", "c"], cfg, label="label")}
+    assert not same["x"]["drifted"] and same["x"]["psi"] == pytest.approx(0, abs=1e-9)
+    assert moved["x"]["drifted"] and moved["c"]["drifted"] and moved["x"]["leakage"] and moved["x"]["auc"] > 0.95
+    want_linf = max(
+        abs(sum(c == k for _, c, _ in after) / 4_000 - sum(c == k for _, c, _ in before) / 4_000) for k in "abc"
+    )
+    assert moved["c"]["linf"] == pytest.approx(want_linf)
+    timed = current.withColumn("t", F.lit(datetime(2024, 1, 2))).withColumn(
+        "x_known", F.when(F.col("x") > 3, F.lit(datetime(2024, 1, 3))).otherwise(F.lit(datetime(2024, 1, 1)))
+    )
+    late_cfg = DriftConfig(categorical=["c"], label_time="t", time_columns={"x": "x_known", "c": "t"})
+    late = {d["feature"]: d for d in feature_drift(timed, previous, ["x", "c"], late_cfg, label="label")}
+    assert late["x"]["late_rows"] == sum(x > 3 for x, _, _ in after) > 0 and late["x"]["leakage"]
+    assert late["c"]["late_rows"] == 0 and not late["c"]["leakage"]
+    p, q = {0: 0.5, 1: 0.5}, {0: 0.9, 1: 0.1}
+    assert psi(p, q) == pytest.approx((0.5 - 0.9) * math.log(0.5 / 0.9) + (0.5 - 0.1) * math.log(0.5 / 0.1))
+    assert js_distance(p, p) == 0 and 0 < js_distance(p, q) < 1
+
+
+def test_anomalies_compare_with_the_previous_run(spark: SparkSession, tmp_path: Path) -> None:
+    path = str(tmp_path / "metrics")
+    check = CheckConfig(name="c_complete", kind="completeness", columns=["c"], threshold=0.1)
+    first = verify(spark.createDataFrame([("a",)] * 100, "c STRING"), "d", [check], FULL, rows=100, as_of=AS_OF)
+    metrics_frame(spark, metric_rows(first, "run1", datetime(2024, 1, 1))).write.format("delta").save(path)
+    halved = spark.createDataFrame([("a",)] * 10 + [(None,)] * 30, "c STRING")
+    second = verify(halved, "d", [check], FULL, rows=40, as_of=AS_OF)
+    found = anomalies(
+        metric_rows(second, "run2", datetime(2024, 1, 2)), previous_metrics(spark, path, "run2"), QualityConfig()
+    )
+    assert [(a["metric"], a["previous"], a["current"]) for a in found] == [
+        ("rows", 100.0, 40.0),
+        ("c_complete", 1.0, 0.25),
+    ]
