@@ -201,6 +201,7 @@ def test_sample_decides_clear_cases_and_full_data_decides_borderline_ones(spark:
         CheckConfig(name="clear_fail", kind="completeness", columns=["amount"], threshold=0.97),
         CheckConfig(name="borderline", kind="completeness", columns=["amount"], threshold=round(complete, 3)),
         CheckConfig(name="mean_pass", kind="mean", columns=["amount"], min=45, max=55),
+        CheckConfig(name="business_rule", kind="completeness", columns=["amount"], threshold=0.85, layer="business"),
     ]
     quality = QualityConfig(sample_rows=10_000, seed=3)
     sampled = {
@@ -212,6 +213,7 @@ def test_sample_decides_clear_cases_and_full_data_decides_borderline_ones(spark:
         assert result.decided_by == "sample" and 9_000 < result.sample_size < 11_000, check_name
         assert result.status == full[check_name].status, check_name
     assert sampled["borderline"].decided_by == "full" and "borderline" in sampled["borderline"].detail
+    assert sampled["business_rule"].decided_by == "full" and sampled["business_rule"].detail == ""
     assert sampled["borderline"].metric == pytest.approx(complete)
     assert [sampled[n].status for n in ("clear_pass", "clear_fail", "mean_pass")] == ["passed", "failed", "passed"]
 

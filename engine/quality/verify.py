@@ -217,7 +217,7 @@ def verify(
         ]
         return ValidationReport([*results.values(), *skipped], rows={dataset: rows})
 
-    sampled = [c for c in checks if c.kind in SAMPLED_KINDS and c.layer != "ml"]
+    sampled = [c for c in checks if c.kind in SAMPLED_KINDS and c.layer == "statistical"]
     full = [c for c in checks if c.name not in results and c not in sampled and c.kind != "references"]
     borderline: dict[str, str] = {}
     if sampled and rows > cfg.sample_rows:
