@@ -120,6 +120,6 @@ def serving_skew(
         pairs = [(f"{table.prefix}{c}", c) for c in serving.columns if f"{table.prefix}{c}" in features]
         if pairs:
             renamed = training.select(*[F.col(t).alias(c) for t, c in pairs])
-            found = feature_drift(renamed, serving, [c for _, c in pairs], cfg)
+            found = feature_drift(renamed, serving, [c for _, c in pairs], cfg, rows=commit.rows_written or None)
             skew += [d | {"feature": f"{table.prefix}{d['feature']}", "table": table.name} for d in found]
     return skew
