@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from engine.config.quality import CheckConfig, QualityConfig
-from engine.quality.verify import verify
+from engine.quality.verify import ValidationReport, verify
 
 FULL = QualityConfig(sample_rows=10_000_000)
 AS_OF = datetime(2024, 1, 1)
@@ -76,3 +76,9 @@ def test_warnings_do_not_block(spark: SparkSession) -> None:
 def test_empty_dataset_has_no_metric(spark: SparkSession) -> None:
     report = verify(spark.createDataFrame([], SCHEMA), "empty", CHECKS, FULL, rows=0, as_of=AS_OF)
     assert all(c.metric is None and c.passed for c in report.checks)
+
+
+def test_a_merged_report_takes_the_gravest_outcome() -> None:
+    stale, halt, ok = (ValidationReport(outcome=o) for o in ("use_cached_features", "halt", "continue"))
+    assert stale.merge(halt).outcome == halt.merge(stale).outcome == "halt"
+    assert ok.merge(stale).outcome == stale.merge(ok).outcome == "use_cached_features"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -203,6 +204,11 @@ class QualityConfig:
             raise ConfigError(f"quality.sample_rows: {self.sample_rows} is too small for an interval (100 or more)")
         if not 0.5 <= self.confidence < 1.0:
             raise ConfigError(f"quality.confidence: {self.confidence} is not within [0.5, 1)")
+        if self.as_of:
+            try:
+                datetime.fromisoformat(self.as_of)
+            except ValueError as err:
+                raise ConfigError(f"quality.as_of: '{self.as_of}' is not an ISO date-time") from err
         if not 0.0 <= self.max_rate_decrease <= 1.0 <= self.max_rate_increase:
             raise ConfigError("quality.max_rate_decrease must be within 0..1 and max_rate_increase at least 1")
 

@@ -18,9 +18,8 @@ from engine.features.catalog import feature_schema
 from engine.features.events import prepare_flights
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.features.weather import weather_as_of
-from engine.pipeline.quality import Published, as_of_time, publish, write_quarantine
+from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
-from engine.pipeline.validate import blocking_message
 from engine.quality.drift import feature_drift
 from engine.quality.gates import gates
 from engine.quality.validation import Validated, validate
@@ -175,18 +174,19 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
         try:
             validated, rows_read = _read_and_verify(spark, cfg, files, stages, run_id)
             report = reduce(ValidationReport.merge, [v.report for v in validated])
+            stem = f"{cfg.job.name}-{run_id}"
             if report.outcome == "halt":
-                published = publish(spark, report, cfg.quality, commit_info, f"{cfg.job.name}-{run_id}")
+                published = publish(spark, report, cfg.quality, commit_info, stem)
                 record["validation_report"] = published.report.to_dict()
                 mlflow.set_tag("status", "validation_failed")
                 raise ValidationFailed(blocking_message(published, "nothing was written"))
             stages.run("quarantine", lambda: write_quarantine(validated, cfg.quality, commit_info, run_id))
-            passed = dict(zip(("flights", "weather"), (v.passed for v in validated), strict=True))
+            flights, weather = (v.passed for v in validated)
             if report.outcome == "use_cached_features":
-                published = publish(spark, report, cfg.quality, commit_info, f"{cfg.job.name}-{run_id}")
+                published = publish(spark, report, cfg.quality, commit_info, stem)  # also when nothing can be served
                 commit = _serve_cached(spark, cfg, report)
             else:
-                table = stages.run("plan_features", lambda: build_features(passed["flights"], passed["weather"], cfg))
+                table = stages.run("plan_features", lambda: build_features(flights, weather, cfg))
                 record["feature_schema"] = feature_schema(table, cfg.features, ["flight_id"], "label")
                 mlflow.log_dict(record["feature_schema"], "feature_schema.json")
                 write_json(
@@ -196,7 +196,7 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
                 commit = _write(table, cfg, files, commit_info, stages)
                 record["delta"] = asdict(commit)
                 report = stages.run("ml_checks", lambda: _with_drift(spark, commit, cfg, report, names))
-                published = publish(spark, report, cfg.quality, commit_info, f"{cfg.job.name}-{run_id}")
+                published = publish(spark, report, cfg.quality, commit_info, stem)
             record["validation_report"] = published.report.to_dict()
             record["reports"] = {"json": str(published.json_path), "html": str(published.html_path)}
             trials: list[TrialResult] = []

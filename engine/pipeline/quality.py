@@ -13,7 +13,6 @@ from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.quality import QualityConfig
 from engine.config.schema import SinkConfig
-from engine.errors import ConfigError
 from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
 from engine.quality.report import write_reports
 from engine.quality.validation import Validated
@@ -29,14 +28,18 @@ class Published:
 
 
 def as_of_time(cfg: QualityConfig) -> datetime:
-    """The run's as-of time (UTC, naive as Spark timestamps are): `quality.as_of`, or now."""
+    """The run's as-of time (UTC, naive as Spark timestamps are): `quality.as_of` (validated with the
+    config), or now."""
     if not cfg.as_of:
         return datetime.now(UTC).replace(tzinfo=None)
-    try:
-        parsed = datetime.fromisoformat(cfg.as_of)
-    except ValueError as err:
-        raise ConfigError(f"quality.as_of: '{cfg.as_of}' is not an ISO date-time") from err
+    parsed = datetime.fromisoformat(cfg.as_of)
     return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def blocking_message(published: Published, written: str) -> str:
+    """The one-line error of a halted run: the halting checks, what was written, where the report is."""
+    names = [c.name for c in published.report.checks if c.blocking and c.action == "halt_pipeline"]
+    return f"{len(names)} blocking check(s) failed: {', '.join(names)}; {written} (report: {published.html_path})"
 
 
 def write_quarantine(

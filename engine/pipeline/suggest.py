@@ -16,7 +16,7 @@ from engine.config.quality import SuggestConfig
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError
 from engine.quality.profile import ColumnProfile, profile, suggest
-from engine.sources.files import check_source, declared_schema, read_source
+from engine.sources.files import check_source, read_source
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,6 @@ def check_suggest_job(cfg: FeaturelakeConfig) -> SuggestConfig:
     if cfg.suggest is None:
         raise ConfigError("suggest: no source selected (suggest=<name>)")
     check_source(cfg.suggest.source)
-    declared_schema(cfg.suggest.source)
     return cfg.suggest
 
 

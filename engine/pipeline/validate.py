@@ -14,11 +14,11 @@ from pyspark.sql import SparkSession
 from engine.config.quality import ValidateConfig, load_checks_file
 from engine.config.schema import FeaturelakeConfig, SinkConfig
 from engine.errors import ConfigError, ValidationFailed
-from engine.pipeline.quality import Published, as_of_time, publish, write_quarantine
+from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
 from engine.pipeline.stages import StageLog
 from engine.quality.validation import validate
 from engine.sinks.delta import Commit, write_delta
-from engine.sources.files import check_source, declared_schema, read_source
+from engine.sources.files import check_source, read_source
 from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run, write_run_record
 
 
@@ -39,16 +39,9 @@ def check_validate_job(cfg: FeaturelakeConfig) -> ValidateConfig:
     spec = cfg.validate
     for source in [spec.source, *spec.references]:
         check_source(source)
-        declared_schema(source)
-    as_of_time(cfg.quality)
     if spec.checks_file:
         spec = replace(spec, checks=load_checks_file(spec.checks_file), checks_file="")
     return spec
-
-
-def blocking_message(published: Published, written: str) -> str:
-    names = [c.name for c in published.report.checks if c.blocking and c.action == "halt_pipeline"]
-    return f"{len(names)} blocking check(s) failed: {', '.join(names)}; {written} (report: {published.html_path})"
 
 
 def run_validate(spark: SparkSession, cfg: FeaturelakeConfig, spec: ValidateConfig) -> ValidateResult:
@@ -58,9 +51,9 @@ def run_validate(spark: SparkSession, cfg: FeaturelakeConfig, spec: ValidateConf
         run_id = run.info.run_id
         mlflow.log_params(config_params(cfg))
         commit_info = commit_metadata(cfg, run_id)
-        source = stages.run("read", lambda: read_source(spark, spec.source), rows=lambda s: s.rows)
-        references = {r.name: read_source(spark, r).well_formed for r in spec.references}
         try:
+            source = stages.run("read", lambda: read_source(spark, spec.source), rows=lambda s: s.rows)
+            references = {r.name: read_source(spark, r).well_formed for r in spec.references}
             validated = stages.run(
                 "verify",
                 lambda: validate(

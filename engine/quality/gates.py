@@ -22,7 +22,6 @@ from engine.sources.files import CORRUPT
 
 FAILED_CHECKS = "failed_checks"
 MALFORMED = "malformed_record"
-QUARANTINE_COLUMNS = ["run_id", "dataset", FAILED_CHECKS, "record", "quarantined_at"]
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,11 @@ def validate(
         stored_schema=source.stored_schema,
         datasets=datasets,
     )
-    report = replace(report, malformed={source.name: source.malformed}, outcome=gates(report).outcome)
+    gated = gates(report)
+    report = replace(report, malformed={source.name: source.malformed}, outcome=gated.outcome)
     if report.outcome == "halt":
         return Validated(report, source.well_formed, None, 0)
-    failed = {c.name for c in gates(report).quarantine}
+    failed = {c.name for c in gated.quarantine}
     quarantine_checks = [c for c in checks if c.name in failed]
     if not quarantine_checks and not source.malformed:
         return Validated(report, source.well_formed, None, source.rows)

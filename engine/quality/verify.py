@@ -26,6 +26,7 @@ from engine.quality.intervals import Estimate, z_score
 from engine.quality.measures import bounds, compile_measure, expected
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+OUTCOMES = ("continue", "use_cached_features", "halt")  # a merged report takes the gravest
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class ValidationReport:
             self.malformed | other.malformed,
             self.quarantined | other.quarantined,
             self.drift + other.drift,
-            self.outcome if self.outcome != "continue" else other.outcome,
+            max(self.outcome, other.outcome, key=OUTCOMES.index),
         )
 
     def to_dict(self) -> dict:

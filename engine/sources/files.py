@@ -74,13 +74,15 @@ def declared_schema(cfg: FileSourceConfig) -> T.StructType | None:
 
 
 def check_source(cfg: FileSourceConfig) -> None:
-    """Before Spark starts: a local path must exist, and the reader options must not drop lines."""
+    """Before Spark starts: a local path must exist, the schema must parse, and the reader options must
+    not drop lines."""
     if "://" not in cfg.path and not Path(cfg.path).exists():
         raise SourceError(f"source {cfg.name}: path not found: {cfg.path}")
     if cfg.options.get("mode", "PERMISSIVE").upper() != "PERMISSIVE":
         raise ConfigError(f"source {cfg.name}.options.mode: only PERMISSIVE (malformed lines are quarantined)")
     if cfg.format == "delta" and cfg.schema.strip():
         raise ConfigError(f"source {cfg.name}.schema: a delta table carries its schema; pin it with a schema check")
+    declared_schema(cfg)
 
 
 @dataclass(frozen=True)
