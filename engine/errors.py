@@ -24,3 +24,7 @@ class SourceError(FeaturelakeError):
 
 class ValidationFailed(FeaturelakeError):
     """Blocking data-quality checks failed; nothing was written downstream."""
+
+
+class ClusterError(FeaturelakeError):
+    """A compute cluster the config names (a Ray address) cannot be reached."""

@@ -16,13 +16,12 @@ from typing import Any
 from engine.config.loader import load_config
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError, FeaturelakeError
-from engine.pipeline.flights import run_flights
+from engine.pipeline.flights import check_flights_job, run_flights
 from engine.pipeline.suggest import check_suggest_job, run_suggest
 from engine.pipeline.training_set import check_inputs, run_training_set
 from engine.pipeline.validate import check_validate_job, run_validate
 from engine.pipeline.versioning import check_version_job, run_version
 from engine.runtime.logs import configure_logging
-from engine.sources.nycflights13 import locate_sources
 from jobs.summary import (
     format_suggest_summary,
     format_summary,
@@ -42,7 +41,7 @@ class Job:
 
 
 JOBS = {
-    "flights": Job(lambda cfg: locate_sources(cfg.source), run_flights, format_summary),
+    "flights": Job(check_flights_job, run_flights, format_summary),
     "training_set": Job(check_inputs, run_training_set, format_training_summary),
     "version": Job(check_version_job, run_version, format_version_summary),
     "validate": Job(check_validate_job, run_validate, format_validate_summary),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.experiments.sweep import SweepResult
 from engine.pipeline.flights import RunResult
 from engine.pipeline.stages import StageLog
 from engine.pipeline.suggest import SuggestResult
@@ -13,18 +14,23 @@ from engine.quality.verify import ValidationReport
 
 def _stages(stages: StageLog) -> list[str]:
     return ["stages:"] + [
-        f"  {s.name:<14}{s.seconds:>8.1f} s" + (f"{s.rows:>12,} rows" if s.rows is not None else "")
+        f"  {s.name:<18}{s.seconds:>8.1f} s" + (f"{s.rows:>12,} rows" if s.rows is not None else "")
         for s in stages.runs
     ]
 
 
-def _leaderboard(trials: list) -> list[str]:
-    if not trials:
+def _leaderboard(sweep: SweepResult | None, top: int = 5) -> list[str]:
+    if sweep is None:
         return []
-    lines = ["experiment leaderboard (AUC, time-based split):"]
-    for rank, t in enumerate(trials, 1):
-        score = f"{t.auc:.4f}" if t.auc is not None else f"failed: {t.error}"
-        lines.append(f"  {rank}. {t.variant:<28}{score}  ({len(t.features)} features)")
+    scored = len(sweep.results) - len(sweep.failed)
+    lines = [f"experiment:    {scored} trials scored, {len(sweep.failed)} failed (MLflow run {sweep.run_id})"]
+    shown = [*sweep.results[: min(top, scored)], *sweep.failed]
+    width = max(len(r.trial.name) for r in shown) + 2
+    for r in shown:
+        score = f"{sweep.metric} {r.score:.4f}  ({len(r.trial.features)} features)" if not r.failed else "failed"
+        lines.append(f"  {r.trial.name:<{width}}{score}" + (f": {r.error}" if r.failed else ""))
+    if scored > top:
+        lines.append(f"  ... {scored - top} more in the leaderboard artifacts (leaderboard.csv, .md, .png)")
     return lines
 
 
@@ -68,7 +74,7 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"delta table:   {result.commit.path} (version {result.commit.version})")
         lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={result.commit.version}")
     lines.append(f"mlflow run:    {result.run_id}")
-    lines += _leaderboard(result.trials)
+    lines += _leaderboard(result.sweep)
     lines.append(f"run record:    {result.record_path}")
     return "\n".join(lines)
 
@@ -86,7 +92,7 @@ def format_training_summary(result: TrainingSetResult) -> str:
         )
     lines.append(f"delta table:   {result.commit.path} (version {result.commit.version})")
     lines.append(f"mlflow run:    {result.run_id}")
-    lines += _leaderboard(result.trials)
+    lines += _leaderboard(result.sweep)
     lines.append(f"run record:    {result.record_path}")
     return "\n".join(lines)
 

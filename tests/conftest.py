@@ -34,6 +34,7 @@ def job_config(tmp_path: Path, *overrides: str) -> FeaturelakeConfig:
             f"quality.report_dir={tmp_path / 'reports'}",
             f"quality.quarantine_path={tmp_path / 'delta' / 'quarantine'}",
             f"quality.metrics_path={tmp_path / 'delta' / 'quality_metrics'}",
+            f"experiment.variants_path={tmp_path / 'delta' / 'variants'}",
             f"source.staging_dir={REPO / '.cache' / 'data'}",
             f"spark.jar_cache={REPO / '.cache' / 'jars'}",
             *overrides,

@@ -10,6 +10,7 @@ import pytest
 
 from engine.config.loader import load_config
 from engine.errors import ConfigError
+from engine.pipeline.flights import check_flights_job
 from tests.conftest import REPO
 
 
@@ -55,6 +56,18 @@ def test_overrides_and_groups() -> None:
         ("quality.confidence=1.5", "quality.confidence"),
         ("checks.weather.1.name=temp_range", "repeated: temp_range"),
         ("experiment.num_cpus=0", "experiment.num_cpus"),
+        ("experiment.metric=f1", "experiment.metric: 'f1' is not one of auc, log_loss, rmse"),
+        ("experiment.models.0.name=svm", "experiment.models.svm: unknown model"),
+        ("experiment.metric=rmse", "experiment.models.logistic_regression: metric rmse needs a regression model"),
+        ("+experiment.models.0.params.tol={low:0.1,high:1}", "params.tol: a range needs random search"),
+        ("+experiment.models.0.params.alpha=[1]", "params.alpha: not a settable parameter of LogisticRegression"),
+        ("experiment.models.0.params.C=[]", "params.C: give a non-empty list of choices"),
+        ("experiment.search=random", "experiment.trials: 0; random search needs at least 1"),
+        ("experiment.split.valid_fraction=1.5", "experiment.split.valid_fraction: 1.5 is not within (0, 1)"),
+        ("experiment.split.valid_from=yesterday", "experiment.split.valid_from: 'yesterday' is not an ISO time"),
+        ("experiment.variants.0.windows=[2x]", "'2x' is not a duration"),
+        ("experiment.variants.0.aggregations=[median]", "variants.carrier_origin_weather.aggregations: ['median']"),
+        ("experiment.variants.1.name=carrier_origin_weather", "experiment.variants: names"),
     ],
 )
 def test_bad_config_names_the_key(override: str, message: str) -> None:
@@ -62,6 +75,12 @@ def test_bad_config_names_the_key(override: str, message: str) -> None:
         load_config([override])
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_variant_naming_an_unknown_group_fails_before_spark() -> None:
+    cfg = load_config(["experiment.variants.0.groups=[airport]"])
+    with pytest.raises(ConfigError, match=r"variants.carrier_origin_weather.groups: \['airport'\] are not feature"):
+        check_flights_job(cfg)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

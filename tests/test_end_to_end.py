@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from engine.errors import SourceError, ValidationFailed
 from engine.features.table import feature_names
@@ -126,12 +127,39 @@ def test_mlflow_run_and_experiment(first_run) -> None:
     (dataset_input,) = run.inputs.dataset_inputs
     source = json.loads(dataset_input.dataset.source)
     assert (source["path"], source["delta_table_version"]) == (str(Path(cfg.sink.path).resolve()), "0")
-    children = client.search_runs(
+    (sweep_run,) = client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
-    assert {c.data.params["variant"] for c in children} == {v.name for v in cfg.experiment.variants}
-    assert all(t.error is None for t in result.trials), [t.error for t in result.trials]
-    assert all(0.5 < t.auc < 1.0 for t in result.trials)
+    assert sweep_run.info.run_id == result.sweep.run_id and sweep_run.data.tags["best_model"] == result.sweep.model_uri
+    trials = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.sweep.run_id}'"
+    )
+    assert len(trials) == 6 and {c.data.params["variant"] for c in trials} == {v.name for v in cfg.experiment.variants}
+    assert not result.sweep.failed, [r.error for r in result.sweep.failed]
+    assert all(0.5 < r.score < 1.0 for r in result.sweep.results)
+
+
+def test_a_variant_needing_a_longer_window_is_computed_once(spark: SparkSession, first_run) -> None:
+    """long_windows asks for 14-day windows the table lacks: one Delta commit serves both of its trials,
+    and the windows it shares with the feature table agree with it row by row."""
+    cfg, result = first_run
+    path = str((Path(cfg.experiment.variants_path) / "long_windows").resolve())
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{path}`").count() == 1
+    used = {(r.trial.variant, r.trial.name) for r in result.sweep.results}
+    board = result.sweep.leaderboard.set_index("trial")
+    for variant, trial in used:
+        expected = (path, 0) if variant == "long_windows" else (str(Path(cfg.sink.path).resolve()), 0)
+        assert tuple(board.loc[trial, ["delta_path", "delta_version"]]) == expected
+    assert sum(variant == "long_windows" for variant, _ in used) == 2
+    variant = spark.read.format("delta").load(path)
+    features = spark.read.format("delta").load(cfg.sink.path)
+    assert variant.count() == 27004 and "carrier_dep_delay_max_24h" not in variant.columns
+    joined = variant.alias("v").join(features.alias("f"), "flight_id")
+    same = [
+        F.col(f"v.{c}").eqNullSafe(F.col(f"f.{c}")) for c in ("carrier_dep_delay_mean_24h", "route_dep_delay_count_7d")
+    ]
+    wider = F.col("v.origin_dep_delay_count_14d") >= F.col("f.origin_dep_delay_count_7d")
+    assert joined.where(~(same[0] & same[1] & wider)).count() == 0
 
 
 def test_training_set_from_the_pinned_version(spark: SparkSession, first_run) -> None:
@@ -157,9 +185,10 @@ def test_training_set_from_the_pinned_version(spark: SparkSession, first_run) ->
     run = MlflowClient(ts_cfg.tracking.uri).get_run(result.run_id)
     contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
     assert contexts == ["features", "spine"]
-    assert all(t.error is None and 0.5 < t.auc < 1.0 for t in result.trials)
+    assert {r.trial.variant for r in result.sweep.results} == {"carrier_origin_weather", "all_entities_weather"}
+    assert not result.sweep.failed and all(0.5 < r.score < 1.0 for r in result.sweep.results)
     children = MlflowClient(ts_cfg.tracking.uri).search_runs(
-        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.sweep.run_id}'"
     )
     assert {(c.data.params["delta_path"], c.data.params["delta_version"]) for c in children} == {
         (result.commit.path, "0")

@@ -48,7 +48,7 @@ def _is_date(text: str) -> bool:
         return False
 
 
-def _check_windows(windows: list[str], key: str) -> None:
+def check_windows(windows: list[str], key: str) -> None:
     if len(set(windows)) != len(windows):
         raise ConfigError(f"{key}: {windows} has repeats")
     for j, window in enumerate(windows):
@@ -112,7 +112,7 @@ class GroupConfig:
         if not self.keys:
             raise ConfigError(f"{key}.keys: at least one key column is required")
         duration_seconds(self.ttl, f"{key}.ttl")
-        _check_windows(self.windows, f"{key}.windows")
+        check_windows(self.windows, f"{key}.windows")
         if self.closed not in CLOSED:
             raise ConfigError(f"{key}.closed: '{self.closed}' is not left ([t-w, t)) or right ((t-w, t])")
         for i, agg in enumerate(self.aggregations):
@@ -120,7 +120,7 @@ class GroupConfig:
             if not self.windows_of(agg):
                 raise ConfigError(f"{key}.aggregations[{i}].windows: no windows (set the group's windows)")
             if agg.windows is not None:
-                _check_windows(agg.windows, f"{key}.aggregations[{i}].windows")
+                check_windows(agg.windows, f"{key}.aggregations[{i}].windows")
         for i, lag in enumerate(self.lags):
             if not lag.column or not lag.k or min(lag.k) < 1 or max(lag.k) > 100:
                 raise ConfigError(f"{key}.lags[{i}]: needs a column and k values in 1..100")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from engine.config.experiment import ExperimentConfig
 from engine.config.features import FeaturesConfig
 from engine.config.quality import ChecksConfig, QualityConfig, SuggestConfig, ValidateConfig
 from engine.config.training import FeatureTableConfig, SpineConfig, VersionConfig
@@ -108,34 +109,6 @@ class TrackingConfig:
     uri: str = "sqlite:///output/mlflow.db"
     artifact_location: str = "output/mlartifacts"
     experiment_name: str = "featurelake"
-
-
-@dataclass
-class VariantConfig:
-    """A named feature set: feature columns whose names start with one of the prefixes."""
-
-    name: str = MISSING
-    prefixes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ExperimentConfig:
-    enabled: bool = False
-    model: str = "logistic_regression"
-    variants: list[VariantConfig] = field(default_factory=list)
-    train_fraction: float = 0.8
-    seed: int = 7
-    num_cpus: int = 2
-
-    def __post_init__(self) -> None:
-        if self.model not in ("logistic_regression", "gradient_boosting"):
-            raise ConfigError(f"experiment.model: '{self.model}' is not logistic_regression or gradient_boosting")
-        if not 0.0 < self.train_fraction < 1.0:
-            raise ConfigError(f"experiment.train_fraction: {self.train_fraction} is not within (0, 1)")
-        if self.num_cpus < 1:
-            raise ConfigError(f"experiment.num_cpus: {self.num_cpus} must be at least 1")
-        if self.enabled and len(self.variants) < 1:
-            raise ConfigError("experiment.variants: an enabled experiment needs at least one variant")
 
 
 @dataclass

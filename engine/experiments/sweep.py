@@ -1,102 +1,116 @@
-"""Feature-set experiments on Ray: each variant is scored in its own task, in parallel.
-
-Trials read the Parquet files of one pinned Delta version with pyarrow, so Spark is not on their
-path and every trial sees the same rows. A failing trial returns its error instead of raising,
-so the others finish.
-"""
+"""A feature-set sweep: plan the trials, read each variant's pinned Delta version once, run the
+trials on Ray (or serially), rank them and record everything in MLflow under one parent run."""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import pyarrow.parquet as pq
-import ray
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+import mlflow
+import pandas as pd
+import pyarrow as pa
 
-from engine.config.schema import ExperimentConfig, VariantConfig
+from engine.config.experiment import ExperimentConfig
+from engine.errors import FeaturelakeError
+from engine.experiments.dataset import TableVersion, read_version
+from engine.experiments.models import METRICS
+from engine.experiments.runner import run_on_ray, run_serially
+from engine.experiments.space import Trial, plan_trials
+from engine.experiments.tracking import leaderboard_table, log_best_model, log_leaderboard, log_trial
+from engine.experiments.trials import TrialResult, TrialSpec
+
+log = logging.getLogger("engine.experiments")
 
 
 @dataclass(frozen=True)
-class Trial:
-    """What one variant is scored on."""
+class VariantData:
+    """Where a variant's trials read (a pinned table version) and the feature columns they use."""
 
-    variant: str
+    table: TableVersion
     features: list[str]
 
 
 @dataclass(frozen=True)
-class TrialResult:
-    variant: str
-    features: list[str]
-    auc: float | None
-    train_rows: int
-    valid_rows: int
-    seconds: float
-    error: str | None = None
+class SweepResult:
+    """The sweep's MLflow run, its trials best first (failed last) and the leaderboard table."""
+
+    run_id: str
+    metric: str
+    results: list[TrialResult]
+    leaderboard: pd.DataFrame
+    model_uri: str | None = None
+
+    @property
+    def best(self) -> TrialResult | None:
+        return next((r for r in self.results if not r.failed), None)
+
+    @property
+    def failed(self) -> list[TrialResult]:
+        return [r for r in self.results if r.failed]
 
 
-def plan_trials(variants: list[VariantConfig], feature_columns: list[str]) -> list[Trial]:
-    """Each variant's features: the table's feature columns that start with one of its prefixes."""
-    return [Trial(v.name, [c for c in feature_columns if c.startswith(tuple(v.prefixes))]) for v in variants]
+def rank(results: list[TrialResult], metric: str) -> list[TrialResult]:
+    """Scored trials best first (ties by trial number), failed ones last."""
+    sign = -1.0 if METRICS[metric].greater_is_better else 1.0
+    return sorted(results, key=lambda r: (r.failed, sign * (r.score or 0.0), r.trial.number))
 
 
-def _model(name: str, seed: int):
-    if name == "gradient_boosting":
-        return HistGradientBoostingClassifier(random_state=seed, max_iter=100)
-    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500))
+def _read_variants(
+    variants: dict[str, VariantData], trials: list[Trial], cfg: ExperimentConfig
+) -> tuple[dict[str, pa.Table], dict[str, str]]:
+    """Each variant's columns from its pinned version, read once; a variant that cannot be read
+    gets its error instead, and its trials fail with it."""
+    tables, errors = {}, {}
+    for name in sorted({t.variant for t in trials}):
+        data = variants[name]
+        columns = list(dict.fromkeys([*data.features, cfg.label, cfg.split.time_column]))
+        try:
+            tables[name] = read_version(data.table, columns)
+        except FeaturelakeError as err:
+            errors[name] = f"{type(err).__name__}: {err}"
+    return tables, errors
 
 
-def score_trial(files: list[str], trial: Trial, label: str, time_column: str, cfg: ExperimentConfig) -> TrialResult:
-    """Train on the earliest `train_fraction` of labelled rows by time, report AUC on the rest."""
-    started = time.perf_counter()
-    try:
-        if not trial.features:
-            raise ValueError(f"variant {trial.variant} selects no feature column")
-        table = pq.read_table(files, columns=[*trial.features, label, time_column], partitioning=None)
-        frame = table.to_pandas().dropna(subset=[label]).sort_values(time_column, kind="stable")
-        cut = int(len(frame) * cfg.train_fraction)
-        train, valid = frame.iloc[:cut], frame.iloc[cut:]
-        if train[label].nunique() < 2 or valid[label].nunique() < 2:
-            raise ValueError("both splits need both label classes")
-        model = _model(cfg.model, cfg.seed).fit(train[trial.features], train[label])
-        auc = float(roc_auc_score(valid[label], model.predict_proba(valid[trial.features])[:, 1]))
-        return TrialResult(trial.variant, trial.features, auc, len(train), len(valid), time.perf_counter() - started)
-    except Exception as err:  # a trial's failure is its result, never the sweep's
-        message = f"{type(err).__name__}: {err}"
-        return TrialResult(trial.variant, trial.features, None, 0, 0, time.perf_counter() - started, message)
-
-
-def run_trials(
-    files: list[str], trials: list[Trial], label: str, time_column: str, cfg: ExperimentConfig
-) -> list[TrialResult]:
-    """Score all trials as parallel Ray tasks on a local Ray (started and stopped here unless one runs)."""
-    started_here = not ray.is_initialized()
-    if started_here:
-        # Ray warns on the console about its default token authentication; keep that in the log file.
-        logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-        ray.init(
-            num_cpus=cfg.num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            configure_logging=False,
+def run_sweep(cfg: ExperimentConfig, variants: dict[str, VariantData], *, parallel: bool = True) -> SweepResult:
+    """Run the configured sweep over `variants` in one MLflow run (nested in the active run, if any)."""
+    trials = plan_trials(cfg, {name: data.features for name, data in variants.items()})
+    spec = TrialSpec(cfg.label, cfg.metric, cfg.split, cfg.seed)
+    where = f"Ray at {cfg.ray_address}" if cfg.ray_address else f"{cfg.num_cpus} local CPUs"
+    log.info(
+        "experiment %s: %d trials (%s search) over %d variants, %s on %s",
+        cfg.name,
+        len(trials),
+        cfg.search,
+        len({t.variant for t in trials}),
+        cfg.metric,
+        where if parallel else "one core (serial)",
+    )
+    with mlflow.start_run(run_name=f"sweep-{cfg.name}", nested=mlflow.active_run() is not None) as run:
+        mlflow.log_params(
+            {
+                "search": cfg.search,
+                "trials": len(trials),
+                "metric": cfg.metric,
+                "seed": cfg.seed,
+                "split.time_column": cfg.split.time_column,
+                "split.valid_fraction": cfg.split.valid_fraction,
+                "split.valid_from": cfg.split.valid_from or "",
+                "ray_address": cfg.ray_address or "local",
+            }
         )
-    try:
-        task = ray.remote(score_trial)
-        futures = [task.remote(files, trial, label, time_column, cfg) for trial in trials]
-        return ray.get(futures)
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def leaderboard(results: list[TrialResult]) -> list[TrialResult]:
-    """Scored trials best first, failed ones last."""
-    return sorted(results, key=lambda r: (r.auc is None, -(r.auc or 0.0)))
+        tables, unreadable = _read_variants(variants, trials, cfg)
+        runnable = [t for t in trials if t.variant in tables]
+        results = [TrialResult(t, None, error=unreadable[t.variant]) for t in trials if t.variant in unreadable]
+        if runnable:
+            results += run_on_ray(tables, runnable, spec, cfg) if parallel else run_serially(tables, runnable, spec)
+        ranked = rank(results, cfg.metric)
+        versions = {name: data.table for name, data in variants.items()}
+        for result in ranked:
+            log_trial(result, versions[result.trial.variant], cfg.metric)
+        frame = leaderboard_table(ranked, versions, cfg.metric)
+        log_leaderboard(frame, cfg.metric)
+        sweep = SweepResult(run.info.run_id, cfg.metric, ranked, frame)
+        mlflow.log_metrics({"trials_scored": len(ranked) - len(sweep.failed), "trials_failed": len(sweep.failed)})
+        if sweep.best is not None:
+            sweep = replace(sweep, model_uri=log_best_model(sweep.best, cfg.metric))
+    return sweep

@@ -10,14 +10,16 @@ from pathlib import Path
 import mlflow
 from pyspark.sql import DataFrame, SparkSession
 
+from engine.config.features import FeaturesConfig
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ValidationFailed
-from engine.experiments.scoring import score_version
-from engine.experiments.sweep import TrialResult
+from engine.experiments.dataset import TableVersion
+from engine.experiments.sweep import SweepResult, run_sweep
 from engine.features.catalog import feature_schema
 from engine.features.events import prepare_flights
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.features.weather import weather_as_of
+from engine.pipeline.experiment import check_experiment, compute_variants, sweep_record
 from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
 from engine.quality.drift import feature_drift
@@ -26,7 +28,7 @@ from engine.quality.validation import Validated, validate
 from engine.quality.verify import ValidationReport
 from engine.sinks.delta import Commit, table_version, write_delta
 from engine.sources.files import SourceData
-from engine.sources.nycflights13 import SourceFiles, materialize, read_flights, read_weather
+from engine.sources.nycflights13 import SourceFiles, locate_sources, materialize, read_flights, read_weather
 from engine.tracking.mlflow_runs import (
     commit_metadata,
     config_params,
@@ -46,7 +48,8 @@ STAGES = [
     Stage("plan_features", ("verify",)),
     Stage("compute_write", ("plan_features",)),
     Stage("ml_checks", ("compute_write",)),
-    Stage("experiment", ("compute_write",)),
+    Stage("variant_features", ("compute_write",)),
+    Stage("experiment", ("variant_features",)),
 ]
 ID_COLUMNS = ["flight_id", "year", "month", "day", "carrier", "flight", "tailnum", "origin", "dest", "sched_dep_ts"]
 
@@ -58,8 +61,14 @@ class RunResult:
     rows_read: dict[str, int]
     published: Published
     commit: Commit | None
-    trials: list[TrialResult]
+    sweep: SweepResult | None
     record_path: Path
+
+
+def check_flights_job(cfg: FeaturelakeConfig) -> SourceFiles:
+    """Before Spark: the source files exist and the experiment's variants compile."""
+    check_experiment(cfg)
+    return locate_sources(cfg.source)
 
 
 def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfig) -> DataFrame:
@@ -159,6 +168,32 @@ def _write(
     return commit
 
 
+def _experiment(
+    spark: SparkSession,
+    cfg: FeaturelakeConfig,
+    files: SourceFiles,
+    commit: Commit,
+    commit_info: dict[str, str],
+    stages: StageLog,
+    flights: DataFrame,
+    weather: DataFrame,
+    *,
+    fresh: bool,
+) -> SweepResult:
+    """Compute the variants the feature table lacks (not from a stale source), then run the sweep."""
+    base = TableVersion(str(Path(commit.path).resolve()), commit.version)
+    identity = {"job": f"{cfg.job.name}_variant", "inputs": files.fingerprint(), "range": replace_range(cfg.features)}
+
+    def compute(features: FeaturesConfig) -> DataFrame:
+        return build_features(flights, weather, replace(cfg, features=features))
+
+    variants = stages.run(
+        "variant_features",
+        lambda: compute_variants(spark, cfg, base, compute if fresh else None, commit_info, identity),
+    )
+    return stages.run("experiment", lambda: run_sweep(cfg.experiment, variants), rows=lambda s: len(s.results))
+
+
 def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles) -> RunResult:
     """Run the flights job end to end inside one MLflow run.
 
@@ -182,7 +217,8 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
                 raise ValidationFailed(blocking_message(published, "nothing was written"))
             stages.run("quarantine", lambda: write_quarantine(validated, cfg.quality, commit_info, run_id))
             flights, weather = (v.passed for v in validated)
-            if report.outcome == "use_cached_features":
+            stale = report.outcome == "use_cached_features"
+            if stale:
                 published = publish(spark, report, cfg.quality, commit_info, stem)  # also when nothing can be served
                 commit = _serve_cached(spark, cfg, report)
             else:
@@ -199,17 +235,10 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
                 published = publish(spark, report, cfg.quality, commit_info, stem)
             record["validation_report"] = published.report.to_dict()
             record["reports"] = {"json": str(published.json_path), "html": str(published.html_path)}
-            trials: list[TrialResult] = []
+            sweep = None
             if cfg.experiment.enabled:
-                served = spark.read.format("delta").option("versionAsOf", commit.version).load(commit.path)
-                schema = record.get("feature_schema") or feature_schema(served, cfg.features, ["flight_id"], "label")
-                features = [f["name"] for f in schema["features"]]
-                trials = stages.run(
-                    "experiment",
-                    lambda: score_version(spark, cfg.experiment, commit, features, "label", "sched_dep_ts"),
-                    rows=len,
-                )
-                record["experiment"] = [asdict(t) for t in trials]
+                sweep = _experiment(spark, cfg, files, commit, commit_info, stages, flights, weather, fresh=not stale)
+                record["experiment"] = sweep_record(sweep)
             mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
         except BaseException:
             record["stages"] = stages.to_list()
@@ -222,4 +251,4 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
             spark.catalog.clearCache()
         record["stages"] = stages.to_list()
         record_path = write_run_record(cfg.job, run_id, record)
-    return RunResult(run_id, stages, rows_read, published, commit, trials, record_path)
+    return RunResult(run_id, stages, rows_read, published, commit, sweep, record_path)

@@ -12,8 +12,9 @@ from pyspark.sql import functions as F
 from engine.config.quality import DriftConfig
 from engine.config.schema import FeaturelakeConfig, TrainingSetConfig
 from engine.errors import ConfigError
-from engine.experiments.scoring import score_version
-from engine.experiments.sweep import TrialResult
+from engine.experiments.dataset import TableVersion
+from engine.experiments.sweep import SweepResult, run_sweep
+from engine.pipeline.experiment import check_experiment, servable_variants, sweep_record
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
 from engine.quality.drift import feature_drift
 from engine.sinks.delta import Commit, write_delta
@@ -44,7 +45,7 @@ class TrainingSetResult:
     features: list[str]
     commit: Commit
     skew: list[dict]
-    trials: list[TrialResult]
+    sweep: SweepResult | None
     record_path: Path
 
 
@@ -56,6 +57,7 @@ def check_inputs(cfg: FeaturelakeConfig) -> TrainingSetConfig:
     for path in tables:
         if missing_local_table(path):
             raise ConfigError(f"training_set: no Delta table at {path} (run the job that writes it first)")
+    check_experiment(cfg)
     return cfg.training_set
 
 
@@ -84,13 +86,11 @@ def run_training_set(spark: SparkSession, cfg: FeaturelakeConfig, spec: Training
                 "features_skewed": sum(1 for d in skew if d["drifted"]),
             }
         )
-        trials: list[TrialResult] = []
+        sweep = None
         if cfg.experiment.enabled:
-            trials = stages.run(
-                "experiment",
-                lambda: score_version(spark, cfg.experiment, commit, features, spec.spine.label, spec.spine.timestamp),
-                rows=len,
-            )
+            table = TableVersion(str(Path(commit.path).resolve()), commit.version)
+            variants = servable_variants(check_experiment(cfg), table, features)
+            sweep = stages.run("experiment", lambda: run_sweep(cfg.experiment, variants), rows=lambda s: len(s.results))
         record = {
             "job": cfg.job.name,
             "run_id": run_id,
@@ -99,11 +99,11 @@ def run_training_set(spark: SparkSession, cfg: FeaturelakeConfig, spec: Training
             "features": features,
             "delta": asdict(commit),
             "skew": skew,
-            "experiment": [asdict(t) for t in trials],
+            "experiment": sweep_record(sweep) if sweep else None,
             "stages": stages.to_list(),
         }
         record_path = write_run_record(cfg.job, run_id, record)
-    return TrainingSetResult(run_id, stages, pinned, features, commit, skew, trials, record_path)
+    return TrainingSetResult(run_id, stages, pinned, features, commit, skew, sweep, record_path)
 
 
 def serving_skew(

@@ -1,0 +1,60 @@
+"""A pinned Delta version read without a JVM (delta-rs), and the time-based train/validation split.
+
+delta-rs reads the version's snapshot from the Delta log (files, partition values, deletion
+vectors), so a trial sees exactly the rows Spark would, with the table's types and nulls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from engine.config.experiment import SplitConfig
+from engine.errors import SourceError
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """One version of a Delta table: what a trial reads, and what MLflow records as its dataset."""
+
+    path: str
+    version: int
+
+
+def read_version(table: TableVersion, columns: list[str]) -> pa.Table:
+    """The given columns of one table version, as Arrow."""
+    try:
+        delta = DeltaTable(table.path, version=table.version)
+    except TableNotFoundError:
+        raise SourceError(f"no Delta table at {table.path}") from None
+    absent = sorted(set(columns) - set(delta.schema().to_arrow().names))
+    if absent:
+        raise SourceError(f"{table.path}@{table.version} lacks columns {absent}")
+    return delta.to_pyarrow_table(columns=columns)
+
+
+def _cut(times: pd.Series, cfg: SplitConfig) -> pd.Timestamp:
+    if cfg.valid_from is not None:
+        cut = pd.Timestamp(datetime.fromisoformat(cfg.valid_from))
+        return cut.tz_localize("UTC") if times.dt.tz is not None and cut.tz is None else cut
+    ordered = times.sort_values(kind="stable").reset_index(drop=True)
+    return ordered.iloc[min(int(len(ordered) * (1 - cfg.valid_fraction)), len(ordered) - 1)]
+
+
+def time_split(frame: pd.DataFrame, label: str, cfg: SplitConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on rows before the cut, validate on rows at or after it; rows without label or time are left out.
+
+    The cut is a time, so rows sharing a timestamp land on the same side and nothing from the
+    validation period reaches training.
+    """
+    rows = frame.dropna(subset=[label, cfg.time_column])
+    if rows.empty:
+        raise ValueError("no row has both a label and a time")
+    cut = _cut(rows[cfg.time_column], cfg)
+    before = rows[cfg.time_column] < cut
+    return rows[before], rows[~before]

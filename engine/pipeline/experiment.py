@@ -1,0 +1,86 @@
+"""The experiment stages of a job: compute the variants the table lacks (once each), then the sweep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+from engine.config.features import FeaturesConfig
+from engine.config.schema import FeaturelakeConfig
+from engine.experiments.dataset import TableVersion
+from engine.experiments.sweep import SweepResult, VariantData
+from engine.experiments.variants import VariantPlan, plan_variants
+from engine.sinks.delta import write_delta
+
+log = logging.getLogger("engine.pipeline")
+
+
+def check_experiment(cfg: FeaturelakeConfig) -> list[VariantPlan]:
+    """The variants compiled against the features config (before Spark: an unknown group fails here)."""
+    return plan_variants(list(cfg.experiment.variants), cfg.features) if cfg.experiment.enabled else []
+
+
+def compute_variants(
+    spark: SparkSession,
+    cfg: FeaturelakeConfig,
+    base: TableVersion,
+    compute: Callable[[FeaturesConfig], DataFrame] | None,
+    commit_info: Mapping[str, str],
+    identity: Mapping[str, object],
+) -> dict[str, VariantData]:
+    """Where each variant's trials read: the base version when it has all of the variant's features,
+    otherwise the variant's own Delta table, computed once per distinct variant and written as a
+    version of `<variants_path>/<variant>`. A repeat with the same config and inputs is skipped by
+    Delta before anything is computed. Without `compute` (a stale source) nothing is computed, and
+    the trials of a variant the base version cannot serve fail with the columns it lacks.
+    """
+    plans = check_experiment(cfg)
+    columns = spark.read.format("delta").option("versionAsOf", base.version).load(base.path).columns
+    data: dict[str, VariantData] = {}
+    computed: dict[str, TableVersion] = {}
+    for plan in plans:
+        missing = plan.missing(columns)
+        if not missing or compute is None:
+            data[plan.name] = VariantData(base, plan.features)
+            continue
+        if plan.key not in computed:
+            log.info(
+                "variant %s needs %d features the table lacks (%s); computing them once",
+                plan.name,
+                len(missing),
+                ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else ""),
+            )
+            sink = replace(
+                cfg.sink,
+                path=str(Path(cfg.experiment.variants_path) / plan.name),
+                mode="overwrite",
+                schema_policy="replace",
+                merge_keys=[],
+            )
+            commit = write_delta(compute(plan.features_config), sink, commit_info, {**identity, "variant": plan.key})
+            computed[plan.key] = TableVersion(str(Path(commit.path).resolve()), commit.version)
+        data[plan.name] = VariantData(computed[plan.key], plan.features)
+    return data
+
+
+def servable_variants(plans: list[VariantPlan], table: TableVersion, columns: list[str]) -> dict[str, VariantData]:
+    """The variants a fixed table (a training set) can serve; the others are left out with a warning,
+    as only the job that owns the sources can compute features."""
+    data = {}
+    for plan in plans:
+        missing = plan.missing(columns)
+        if missing:
+            log.warning("variant %s left out: the table lacks %s", plan.name, ", ".join(missing))
+        else:
+            data[plan.name] = VariantData(table, plan.features)
+    return data
+
+
+def sweep_record(sweep: SweepResult) -> dict:
+    """The sweep as the run record keeps it: its MLflow run and the leaderboard rows."""
+    rows = sweep.leaderboard.astype(object).where(sweep.leaderboard.notna(), None).to_dict(orient="records")
+    return {"run_id": sweep.run_id, "metric": sweep.metric, "best_model": sweep.model_uri, "leaderboard": rows}
