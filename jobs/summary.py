@@ -22,6 +22,8 @@ def _stages(stages: StageLog) -> list[str]:
 def _leaderboard(sweep: SweepResult | None, top: int = 5) -> list[str]:
     if sweep is None:
         return []
+    if not sweep.results:
+        return [f"experiment:    no trials (no variant could be served; MLflow run {sweep.run_id})"]
     scored = len(sweep.results) - len(sweep.failed)
     lines = [f"experiment:    {scored} trials scored, {len(sweep.failed)} failed (MLflow run {sweep.run_id})"]
     shown = [*sweep.results[: min(top, scored)], *sweep.failed]

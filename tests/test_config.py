@@ -10,6 +10,7 @@ import pytest
 
 from engine.config.loader import load_config
 from engine.errors import ConfigError
+from engine.experiments.space import plan_trials
 from engine.pipeline.flights import check_flights_job
 from tests.conftest import REPO
 
@@ -68,6 +69,8 @@ def test_overrides_and_groups() -> None:
         ("experiment.variants.0.windows=[2x]", "'2x' is not a duration"),
         ("experiment.variants.0.aggregations=[median]", "variants.carrier_origin_weather.aggregations: ['median']"),
         ("experiment.variants.1.name=carrier_origin_weather", "experiment.variants: names"),
+        ("experiment.variants.0.name=../x", "'../x' is not a lower_snake_case name"),
+        ("experiment.split.gap=soon", "experiment.split.gap: 'soon' is not a duration"),
     ],
 )
 def test_bad_config_names_the_key(override: str, message: str) -> None:
@@ -81,6 +84,37 @@ def test_a_variant_naming_an_unknown_group_fails_before_spark() -> None:
     cfg = load_config(["experiment.variants.0.groups=[airport]"])
     with pytest.raises(ConfigError, match=r"variants.carrier_origin_weather.groups: \['airport'\] are not feature"):
         check_flights_job(cfg)
+
+
+def test_a_variant_dropping_a_derived_features_inputs_fails_before_spark() -> None:
+    cfg = load_config(["experiment.variants=[{name: w, groups: [origin], windows: [24h, 14d], include: [origin_]}]"])
+    with pytest.raises(ConfigError, match="derived feature origin_late_share_3h needs"):
+        check_flights_job(cfg)
+
+
+def test_random_ranges_draw_integers_between_integer_ends() -> None:
+    cfg = load_config(
+        [
+            "experiment.search=random",
+            "experiment.trials=40",
+            "~experiment.models.1.params.max_iter",
+            "+experiment.models.1.params.max_iter={low: 50, high: 300}",
+            "+experiment.models.0.params.tol={low: 0.0001, high: 0.01, log: true}",
+        ]
+    )
+    trials = plan_trials(cfg.experiment, {v.name: ["x"] for v in cfg.experiment.variants})
+    iters = [t.params["max_iter"] for t in trials if t.model == "gradient_boosting"]
+    tols = [t.params["tol"] for t in trials if t.model == "logistic_regression"]
+    assert iters and all(isinstance(i, int) and 50 <= i <= 300 for i in iters)
+    assert tols and all(isinstance(t, float) and 0.0001 <= t <= 0.01 for t in tols)
+    with pytest.raises(ConfigError, match="log: 'no' is not true or false"):
+        load_config(
+            [
+                "experiment.search=random",
+                "experiment.trials=2",
+                "+experiment.models.1.params.max_depth={low: 2, high: 5, log: no}",
+            ]
+        )
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

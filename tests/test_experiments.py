@@ -16,7 +16,7 @@ from pyspark.sql import types as T
 
 from engine.config.experiment import ExperimentConfig, ModelConfig, SplitConfig, VariantConfig
 from engine.config.schema import TrackingConfig
-from engine.experiments.dataset import TableVersion, time_split
+from engine.experiments.dataset import TableVersion, read_version, time_split
 from engine.experiments.space import Trial, plan_trials
 from engine.experiments.sweep import SweepResult, VariantData, run_sweep
 from engine.tracking.mlflow_runs import tracked_run
@@ -213,8 +213,18 @@ def test_time_split_keeps_equal_times_together() -> None:
         assert train.empty or train["ts"].max() < valid["ts"].min()
     train, valid = time_split(frame, "label", SplitConfig(time_column="ts", valid_from="2024-01-01T00:20:00"))
     assert train["ts"].max() == START + timedelta(minutes=10) and valid["ts"].min() == START + timedelta(minutes=20)
+    gapped, _ = time_split(frame, "label", SplitConfig(time_column="ts", valid_from="2024-01-01T00:20:00", gap="15m"))
+    assert gapped["ts"].max() == START  # rows within 15 minutes before the cut are left out
+    naive = frame.assign(ts=frame["ts"].dt.tz_localize(None))
+    train, _ = time_split(naive, "label", SplitConfig(time_column="ts", valid_from="2024-01-01T00:20:00+00:00"))
+    assert train["ts"].max() == pd.Timestamp("2024-01-01 00:10:00")
     with pytest.raises(ValueError, match="no row has both"):
         time_split(frame.iloc[0:0], "label", SplitConfig(time_column="ts"))
+
+
+def test_filters_keep_only_matching_rows(table: TableVersion) -> None:
+    rows = read_version(table, ["id", "signal"], [("id", "<", 100), ("id", ">=", 10)])
+    assert sorted(rows.column("id").to_pylist()) == list(range(10, 100))
 
 
 def test_a_read_error_fails_only_that_variants_trials(table: TableVersion, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from engine.config.features import FUNCTIONS, check_windows
+from engine.config.durations import duration_seconds
+from engine.config.features import FUNCTIONS, check_name, check_windows
 from engine.errors import ConfigError
 from engine.experiments.models import METRICS, check_model
 
@@ -33,6 +34,7 @@ class VariantConfig:
 
     def __post_init__(self) -> None:
         key = f"experiment.variants.{self.name}"
+        check_name(self.name, f"{key}.name")  # it names the variant's Delta table and MLflow dataset
         check_windows(self.windows, f"{key}.windows")
         unknown = sorted(set(self.aggregations) - set(FUNCTIONS))
         if unknown:
@@ -51,11 +53,14 @@ class ModelConfig:
 @dataclass
 class SplitConfig:
     """Time-based split: validation rows are the latest `valid_fraction` of rows by `time_column`
-    (or those at or after `valid_from`); rows sharing a time never straddle the cut."""
+    (or those at or after `valid_from`); rows sharing a time never straddle the cut. Training rows
+    end `gap` before the cut, so labels that become known late (an arrival delay) cannot reach
+    into the validation period."""
 
     time_column: str = MISSING
     valid_fraction: float = 0.2
     valid_from: str | None = None
+    gap: str = "0s"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.valid_fraction < 1.0:
@@ -65,6 +70,12 @@ class SplitConfig:
                 datetime.fromisoformat(self.valid_from)
             except ValueError:
                 raise ConfigError(f"experiment.split.valid_from: '{self.valid_from}' is not an ISO time") from None
+        if self.gap != "0s":
+            duration_seconds(self.gap, "experiment.split.gap")
+
+    @property
+    def gap_seconds(self) -> int:
+        return 0 if self.gap == "0s" else duration_seconds(self.gap, "experiment.split.gap")
 
 
 @dataclass

@@ -55,7 +55,7 @@ def check_windows(windows: list[str], key: str) -> None:
         window_seconds(window, f"{key}[{j}]")
 
 
-def _check_name(name: str, key: str) -> None:
+def check_name(name: str, key: str) -> None:
     if not _NAME.match(name):
         raise ConfigError(f"{key}: '{name}' is not a lower_snake_case name")
 
@@ -80,7 +80,7 @@ class AggregationConfig:
         if self.filter is not None and self.filter_name is None:
             raise ConfigError(f"{key}.filter_name: required with a filter, it names the filtered features")
         if self.filter_name is not None:
-            _check_name(self.filter_name, f"{key}.filter_name")
+            check_name(self.filter_name, f"{key}.filter_name")
         if "last_n" in self.functions and self.filter is not None:
             raise ConfigError(f"{key}.filter: last_n keeps the last events as they are and takes no filter")
         if "last_n" in self.functions and not 1 <= self.n <= 100:
@@ -108,7 +108,7 @@ class GroupConfig:
     lags: list[LagConfig] = field(default_factory=list)
 
     def validate(self, key: str) -> None:
-        _check_name(self.name, f"{key}.name")
+        check_name(self.name, f"{key}.name")
         if not self.keys:
             raise ConfigError(f"{key}.keys: at least one key column is required")
         duration_seconds(self.ttl, f"{key}.ttl")
@@ -145,7 +145,7 @@ class TimeFeaturesConfig:
         unknown = sorted(set(self.parts) - set(TIME_PARTS))
         if unknown:
             raise ConfigError(f"{key}.parts: {unknown} are not among {', '.join(TIME_PARTS)}")
-        _check_name(self.prefix, f"{key}.prefix")
+        check_name(self.prefix, f"{key}.prefix")
 
 
 @dataclass
@@ -200,6 +200,6 @@ class FeaturesConfig:
         if self.time_features is not None:
             self.time_features.validate("features.time_features")
         for i, derived in enumerate(self.derived):
-            _check_name(derived.name, f"features.derived[{i}].name")
+            check_name(derived.name, f"features.derived[{i}].name")
             if not derived.expr.strip():
                 raise ConfigError(f"features.derived[{i}].expr: empty expression")

@@ -12,10 +12,10 @@ from datetime import datetime
 import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from engine.config.experiment import SplitConfig
-from engine.errors import SourceError
+from engine.errors import SourceError, first_line
 
 
 @dataclass(frozen=True)
@@ -26,28 +26,34 @@ class TableVersion:
     version: int
 
 
-def read_version(table: TableVersion, columns: list[str]) -> pa.Table:
-    """The given columns of one table version, as Arrow."""
+def read_version(table: TableVersion, columns: list[str], filters: list[tuple] | None = None) -> pa.Table:
+    """The given columns of one table version, as Arrow; `filters` (delta-rs DNF, e.g. on the
+    partition column) keep only matching rows."""
     try:
         delta = DeltaTable(table.path, version=table.version)
+        absent = sorted(set(columns) - set(delta.schema().to_arrow().names))
+        if absent:
+            raise SourceError(f"{table.path}@{table.version} lacks columns {absent}")
+        return delta.to_pyarrow_table(columns=columns, filters=filters or None)
     except TableNotFoundError:
         raise SourceError(f"no Delta table at {table.path}") from None
-    absent = sorted(set(columns) - set(delta.schema().to_arrow().names))
-    if absent:
-        raise SourceError(f"{table.path}@{table.version} lacks columns {absent}")
-    return delta.to_pyarrow_table(columns=columns)
+    except (DeltaError, OSError) as err:
+        raise SourceError(f"cannot read {table.path}@{table.version}: {first_line(err)}") from None
 
 
 def _cut(times: pd.Series, cfg: SplitConfig) -> pd.Timestamp:
     if cfg.valid_from is not None:
         cut = pd.Timestamp(datetime.fromisoformat(cfg.valid_from))
-        return cut.tz_localize("UTC") if times.dt.tz is not None and cut.tz is None else cut
+        if times.dt.tz is not None and cut.tz is None:
+            return cut.tz_localize("UTC")
+        return cut.tz_convert("UTC").tz_localize(None) if times.dt.tz is None and cut.tz is not None else cut
     ordered = times.sort_values(kind="stable").reset_index(drop=True)
     return ordered.iloc[min(int(len(ordered) * (1 - cfg.valid_fraction)), len(ordered) - 1)]
 
 
 def time_split(frame: pd.DataFrame, label: str, cfg: SplitConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train on rows before the cut, validate on rows at or after it; rows without label or time are left out.
+    """Train on rows before the cut (less the gap), validate on rows at or after it; rows without
+    label or time are left out.
 
     The cut is a time, so rows sharing a timestamp land on the same side and nothing from the
     validation period reaches training.
@@ -56,5 +62,5 @@ def time_split(frame: pd.DataFrame, label: str, cfg: SplitConfig) -> tuple[pd.Da
     if rows.empty:
         raise ValueError("no row has both a label and a time")
     cut = _cut(rows[cfg.time_column], cfg)
-    before = rows[cfg.time_column] < cut
-    return rows[before], rows[~before]
+    times = rows[cfg.time_column]
+    return rows[times < cut - pd.Timedelta(seconds=cfg.gap_seconds)], rows[times >= cut]

@@ -68,6 +68,8 @@ def check_model(name: str, params: dict[str, Any], metric: str, search: str) -> 
                 raise ConfigError(f"{key}.params.{param}: a range needs random search; grid search takes a list")
             if set(space) - {"low", "high", "log"} or not {"low", "high"} <= set(space):
                 raise ConfigError(f"{key}.params.{param}: a range is {{low, high}} with an optional log: true")
+            if not isinstance(space.get("log", False), bool):
+                raise ConfigError(f"{key}.params.{param}.log: '{space['log']}' is not true or false")
             if not float(space["low"]) < float(space["high"]) or (space.get("log") and float(space["low"]) <= 0):
                 raise ConfigError(f"{key}.params.{param}: low must be below high (and above 0 with log)")
         elif not isinstance(space, list) or not space:

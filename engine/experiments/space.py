@@ -32,12 +32,14 @@ def _grid(model: ModelConfig) -> list[dict[str, Any]]:
 
 
 def _draw(space: Any, rng: random.Random) -> Any:
+    """A choice from a list, or a value in a range: an integer when both ends are integers."""
     if isinstance(space, list):
         return space[rng.randrange(len(space))]
     low, high = float(space["low"]), float(space["high"])
-    if space.get("log"):
-        return math.exp(rng.uniform(math.log(low), math.log(high)))
-    return rng.uniform(low, high)
+    value = math.exp(rng.uniform(math.log(low), math.log(high))) if space.get("log") else rng.uniform(low, high)
+    if isinstance(space["low"], int) and isinstance(space["high"], int):
+        return min(max(round(value), int(low)), int(high))
+    return value
 
 
 def plan_trials(cfg: ExperimentConfig, features: dict[str, list[str]]) -> list[Trial]:
@@ -49,6 +51,8 @@ def plan_trials(cfg: ExperimentConfig, features: dict[str, list[str]]) -> list[T
     """
     rng = random.Random(cfg.seed)
     variants = [v for v in cfg.variants if v.name in features]  # those the caller could serve
+    if not variants:
+        return []
     has_range = any(isinstance(s, dict) for m in cfg.models for s in m.params.values())
     points: list[tuple[str, str, dict[str, Any]]]
     if cfg.search == "random" and has_range:

@@ -4,7 +4,7 @@ trials on Ray (or serially), rank them and record everything in MLflow under one
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import mlflow
 import pandas as pd
@@ -28,6 +28,7 @@ class VariantData:
 
     table: TableVersion
     features: list[str]
+    filters: list[tuple] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def _read_variants(
         data = variants[name]
         columns = list(dict.fromkeys([*data.features, cfg.label, cfg.split.time_column]))
         try:
-            tables[name] = read_version(data.table, columns)
+            tables[name] = read_version(data.table, columns, data.filters)
         except FeaturelakeError as err:
             errors[name] = f"{type(err).__name__}: {err}"
     return tables, errors

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 
 from engine.config.experiment import VariantConfig
 from engine.config.features import FeaturesConfig, GroupConfig
 from engine.errors import ConfigError
 from engine.features.table import feature_names
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,24 @@ def variant_features(variant: VariantConfig, base: FeaturesConfig) -> FeaturesCo
         raise ConfigError(f"experiment.variants.{variant.name}: {err}") from None
 
 
+def _check_derived(variant: str, cfg: FeaturesConfig, names: list[str], base_names: set[str]) -> None:
+    """A derived feature the variant includes must find its inputs among the variant's features."""
+    for derived in cfg.derived:
+        needs = sorted(set(_IDENTIFIER.findall(derived.expr)) & base_names - set(names))
+        if needs:
+            raise ConfigError(
+                f"experiment.variants.{variant}: derived feature {derived.name} needs {needs}, "
+                "which the variant does not compute (leave it out of include, or keep those windows)"
+            )
+
+
 def plan_variant(variant: VariantConfig, base: FeaturesConfig) -> VariantPlan:
     cfg = variant_features(variant, base)
     names = [*feature_names(cfg), *(f"weather_{c}" for c in cfg.weather_columns)]
     if not names:
         raise ConfigError(f"experiment.variants.{variant.name}: selects no feature")
+    base_names = {*feature_names(base), *(f"weather_{c}" for c in base.weather_columns)}
+    _check_derived(variant.name, cfg, names, base_names)
     return VariantPlan(variant.name, names, cfg)
 
 

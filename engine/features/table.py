@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -67,6 +69,12 @@ def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
         raise ConfigError(f"features: {first_line(error)}") from None
     rows = rows.transform(add_derived, list(cfg.derived))
     return rows.withColumn(PARTITION_COLUMN, F.to_date(F.col(cfg.timestamp)))
+
+
+def range_filters(cfg: FeaturesConfig) -> list[tuple[str, str, date]]:
+    """The run's range as delta-rs filters on the partition column (empty for a full run)."""
+    bounds = [(PARTITION_COLUMN, ">=", date.fromisoformat(cfg.start))] if cfg.start else []
+    return bounds + ([(PARTITION_COLUMN, "<", date.fromisoformat(cfg.end))] if cfg.end else [])
 
 
 def replace_range(cfg: FeaturesConfig) -> str | None:

@@ -14,6 +14,7 @@ from engine.config.schema import FeaturelakeConfig
 from engine.experiments.dataset import TableVersion
 from engine.experiments.sweep import SweepResult, VariantData
 from engine.experiments.variants import VariantPlan, plan_variants
+from engine.features.table import range_filters
 from engine.sinks.delta import write_delta
 
 log = logging.getLogger("engine.pipeline")
@@ -34,18 +35,19 @@ def compute_variants(
 ) -> dict[str, VariantData]:
     """Where each variant's trials read: the base version when it has all of the variant's features,
     otherwise the variant's own Delta table, computed once per distinct variant and written as a
-    version of `<variants_path>/<variant>`. A repeat with the same config and inputs is skipped by
-    Delta before anything is computed. Without `compute` (a stale source) nothing is computed, and
+    version of `<variants_path>/<variant>`. A repeat for the same base version and variant config
+    is skipped by Delta before anything is computed. Without `compute` (a stale source) nothing is computed, and
     the trials of a variant the base version cannot serve fail with the columns it lacks.
     """
     plans = check_experiment(cfg)
+    rows = range_filters(cfg.features)  # a ranged run scores every variant on its range only
     columns = spark.read.format("delta").option("versionAsOf", base.version).load(base.path).columns
     data: dict[str, VariantData] = {}
     computed: dict[str, TableVersion] = {}
     for plan in plans:
         missing = plan.missing(columns)
         if not missing or compute is None:
-            data[plan.name] = VariantData(base, plan.features)
+            data[plan.name] = VariantData(base, plan.features, rows)
             continue
         if plan.key not in computed:
             log.info(
@@ -63,7 +65,7 @@ def compute_variants(
             )
             commit = write_delta(compute(plan.features_config), sink, commit_info, {**identity, "variant": plan.key})
             computed[plan.key] = TableVersion(str(Path(commit.path).resolve()), commit.version)
-        data[plan.name] = VariantData(computed[plan.key], plan.features)
+        data[plan.name] = VariantData(computed[plan.key], plan.features, rows)
     return data
 
 

@@ -182,7 +182,8 @@ def _experiment(
 ) -> SweepResult:
     """Compute the variants the feature table lacks (not from a stale source), then run the sweep."""
     base = TableVersion(str(Path(commit.path).resolve()), commit.version)
-    identity = {"job": f"{cfg.job.name}_variant", "inputs": files.fingerprint(), "range": replace_range(cfg.features)}
+    # The base version stands for everything the variant shares with it: sources, labels, range.
+    identity = {"job": f"{cfg.job.name}_variant", "base": f"{base.path}@{base.version}", "inputs": files.fingerprint()}
 
     def compute(features: FeaturesConfig) -> DataFrame:
         return build_features(flights, weather, replace(cfg, features=features))

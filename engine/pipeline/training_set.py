@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -90,7 +90,12 @@ def run_training_set(spark: SparkSession, cfg: FeaturelakeConfig, spec: Training
         if cfg.experiment.enabled:
             table = TableVersion(str(Path(commit.path).resolve()), commit.version)
             variants = servable_variants(check_experiment(cfg), table, features)
-            sweep = stages.run("experiment", lambda: run_sweep(cfg.experiment, variants), rows=lambda s: len(s.results))
+            experiment = replace(  # the training set names its own label and time
+                cfg.experiment,
+                label=spec.spine.label,
+                split=replace(cfg.experiment.split, time_column=spec.spine.timestamp),
+            )
+            sweep = stages.run("experiment", lambda: run_sweep(experiment, variants), rows=lambda s: len(s.results))
         record = {
             "job": cfg.job.name,
             "run_id": run_id,
