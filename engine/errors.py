@@ -6,6 +6,11 @@ def first_line(error: BaseException) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
+def describe(error: BaseException) -> str:
+    """The error's type and first line, as a failed trial or variant records it."""
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
 class FeaturelakeError(Exception):
     """Base class: an expected failure that the CLI reports in one line."""
 

@@ -127,16 +127,12 @@ def main() -> int:
     print(f"serial: {serial_seconds:.1f} s")
 
     driver.reset()
-    runtime = ray_runtime(cfg)  # the sweep's own runtime, held open to time its start and stop apart
     started = time.perf_counter()
-    runtime.__enter__()
-    up = time.perf_counter()
-    try:
+    with ray_runtime(cfg):  # the sweep's own runtime, held open here to time its start and stop apart
+        up = time.perf_counter()
         on_ray = run_on_ray(tables, trials, spec, cfg)
         workers = worker_peak_mib()
         ran = time.perf_counter()
-    finally:
-        runtime.__exit__(None, None, None)
     ray_seconds = time.perf_counter() - started
     phases = {"start": up - started, "trials": ran - up, "stop": started + ray_seconds - ran}
     ray_row = summary(f"Ray tasks ({args.cpus} CPUs)", ray_seconds, on_ray, driver.read(), workers)

@@ -26,6 +26,10 @@ class Metric:
     greater_is_better: bool
     score: Callable[[np.ndarray, np.ndarray], float]
 
+    def loss(self, score: float) -> float:
+        """The score as a quantity to minimise: how trials are ranked."""
+        return -score if self.greater_is_better else score
+
 
 METRICS = {
     "auc": Metric("classification", True, lambda y, p: float(roc_auc_score(y, p))),

@@ -8,7 +8,6 @@ running, queued, failed, and the best score so far.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ray.exceptions import RayError
 
 import engine
 from engine.config.experiment import ExperimentConfig
-from engine.errors import ClusterError, first_line
+from engine.errors import ClusterError, describe, first_line
 from engine.experiments.models import METRICS
 from engine.experiments.space import Trial
 from engine.experiments.trials import TrialResult, TrialSpec, prepare_rows, run_trial
@@ -62,7 +61,7 @@ class Progress:
 def better(a: TrialResult, b: TrialResult, metric: str) -> bool:
     """Whether trial `a` scored better than trial `b` on the metric."""
     assert a.score is not None and b.score is not None
-    return a.score > b.score if METRICS[metric].greater_is_better else a.score < b.score
+    return METRICS[metric].loss(a.score) < METRICS[metric].loss(b.score)
 
 
 def expected_cost(trial: Trial) -> tuple:
@@ -113,11 +112,10 @@ def run_on_ray(
         while pending:
             [ready], _ = ray.wait(list(pending), num_returns=1)
             trial = pending.pop(ready)
-            started = time.perf_counter()
             try:
                 result = ray.get(ready)
-            except RayError as err:
-                result = TrialResult(trial, None, seconds=time.perf_counter() - started, error=first_line(err))
+            except RayError as err:  # the task itself failed (a crashed worker), not the trial's code
+                result = TrialResult(trial, None, error=describe(err))
             results[trial.number] = result
             progress.record(result, len(pending), slots)
     return [results[t.number] for t in trials]

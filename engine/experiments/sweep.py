@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from engine.config.experiment import ExperimentConfig
-from engine.errors import FeaturelakeError
+from engine.errors import FeaturelakeError, describe
 from engine.experiments.dataset import TableVersion, read_version
 from engine.experiments.models import METRICS
 from engine.experiments.runner import run_on_ray, run_serially
@@ -52,8 +52,8 @@ class SweepResult:
 
 def rank(results: list[TrialResult], metric: str) -> list[TrialResult]:
     """Scored trials best first (ties by trial number), failed ones last."""
-    sign = -1.0 if METRICS[metric].greater_is_better else 1.0
-    return sorted(results, key=lambda r: (r.failed, sign * (r.score or 0.0), r.trial.number))
+    loss = METRICS[metric].loss
+    return sorted(results, key=lambda r: (r.failed, loss(r.score or 0.0), r.trial.number))
 
 
 def _read_variants(
@@ -68,7 +68,7 @@ def _read_variants(
         try:
             tables[name] = read_version(data.table, columns, data.filters)
         except FeaturelakeError as err:
-            errors[name] = f"{type(err).__name__}: {err}"
+            errors[name] = describe(err)
     return tables, errors
 
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from engine.config.experiment import SplitConfig
-from engine.errors import first_line
+from engine.errors import describe
 from engine.experiments.dataset import time_split
 from engine.experiments.models import METRICS, build_model, predict
 from engine.experiments.space import Trial
@@ -70,10 +70,6 @@ class TrialResult:
         return self.score is None
 
 
-def _error(err: Exception) -> str:
-    return f"{type(err).__name__}: {first_line(err)}"
-
-
 def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return pc.cast(column, pa.float64()).to_numpy()
 
@@ -95,7 +91,7 @@ def prepare_rows(data: pa.Table, features: tuple[str, ...], spec: TrialSpec) -> 
             valid[spec.label].to_numpy(),
         )
     except Exception as err:  # the variant's trials report it
-        return _error(err)
+        return describe(err)
 
 
 def run_trial(rows: VariantRows | str, trial: Trial, spec: TrialSpec) -> TrialResult:
@@ -123,4 +119,4 @@ def run_trial(rows: VariantRows | str, trial: Trial, spec: TrialSpec) -> TrialRe
             example=valid.head(EXAMPLE_ROWS).copy(),
         )
     except Exception as err:  # a trial's failure is its result, never the sweep's
-        return TrialResult(trial, None, seconds=time.perf_counter() - started, error=_error(err))
+        return TrialResult(trial, None, seconds=time.perf_counter() - started, error=describe(err))
