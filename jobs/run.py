@@ -11,17 +11,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config.loader import load_config
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError, FeaturelakeError
+from engine.observability.logs import configure_logging
+from engine.observability.run import observed_pipeline
 from engine.pipeline.flights import check_flights_job, run_flights
 from engine.pipeline.suggest import check_suggest_job, run_suggest
 from engine.pipeline.training_set import check_inputs, run_training_set
 from engine.pipeline.validate import check_validate_job, run_validate
 from engine.pipeline.versioning import check_version_job, run_version
-from engine.runtime.logs import configure_logging
 from jobs.summary import (
     format_suggest_summary,
     format_summary,
@@ -29,6 +30,9 @@ from jobs.summary import (
     format_validate_summary,
     format_version_summary,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 @dataclass(frozen=True)
@@ -55,20 +59,27 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def run(cfg: FeaturelakeConfig) -> str:
-    """Check what needs no Spark, start Spark as configured, run the selected job, stop Spark."""
-    from engine.runtime.session import build_session
+def run(cfg: FeaturelakeConfig, spark: SparkSession | None = None) -> str:
+    """Run the selected job as one observed pipeline: checks that need no Spark first, then Spark.
 
+    Without `spark`, the session the config asks for is started (and a local one stopped at the end);
+    a caller that passes its own session keeps it.
+    """
     job = JOBS.get(cfg.job.name)
     if job is None:
         raise ConfigError(f"job.name: '{cfg.job.name}' is not one of {', '.join(JOBS)}")
-    prepared = job.prepare(cfg)
-    spark = build_session(cfg.spark, Path(cfg.job.log_dir))
-    try:
-        return job.summary(job.run(spark, cfg, prepared))
-    finally:
-        if cfg.spark.mode == "local":
-            spark.stop()
+    with observed_pipeline(cfg.observability, cfg.tracking, cfg.job.name):
+        prepared = job.prepare(cfg)
+        if spark is not None:
+            return job.summary(job.run(spark, cfg, prepared))
+        from engine.runtime.session import build_session
+
+        session = build_session(cfg.spark, Path(cfg.job.log_dir))
+        try:
+            return job.summary(job.run(session, cfg, prepared))
+        finally:
+            if cfg.spark.mode == "local":
+                session.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: config: {err}", file=sys.stderr)
         return 2
     try:
-        log_file = configure_logging(Path(cfg.job.log_dir))
+        log_file = configure_logging(Path(cfg.job.log_dir), cfg.observability.level)
     except OSError as err:
         print(f"error: job.log_dir: cannot write logs to {cfg.job.log_dir}: {err.strerror}", file=sys.stderr)
         return 2

@@ -37,6 +37,13 @@ def test_overrides_and_groups() -> None:
     ("override", "message"),
     [
         ("spark.foo=1", "Key 'foo' not in 'SparkConfig'"),
+        ("observability.log_level=LOUD", "observability.log_level: 'LOUD' is not one of DEBUG"),
+        ("observability.tracing.sampling_ratio=1.5", "observability.tracing.sampling_ratio: 1.5 is not in [0, 1]"),
+        ("observability.tracing.exporter=jaeger", "observability.tracing.exporter: 'jaeger' is not one of console"),
+        ("resilience.retry.attempts=0", "resilience.retry.attempts: 0 must be at least 1"),
+        ("resilience.retry.max_delay_seconds=0.5", "resilience.retry: delays must satisfy"),
+        ("resilience.circuit.failure_threshold=0", "resilience.circuit.failure_threshold: 0 must be at least 1"),
+        ("resilience.cache_ttl_seconds=-1", "resilience.cache_ttl_seconds: -1.0 must be 0 or more"),
         ("job=nope", "Could not find 'job/nope'"),
         ("spark.shuffle_partitions=abc", "spark.shuffle_partitions"),
         ("features.groups.0.windows=[1x]", "features.groups[0].windows[0]: '1x' is not a duration"),

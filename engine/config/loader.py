@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import cast
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -14,6 +15,14 @@ from engine.config.schema import FeaturelakeConfig, register
 from engine.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+PACKAGED_CONF = "engine.conf"  # conf/ as scripts/package puts it in the wheel, readable from a zip too
+
+
+def _initialize(conf_dir: Path | None):
+    """Hydra's config source: the given folder, the repository's conf/, or the wheel's own copy."""
+    if conf_dir is None and not CONF_DIR.is_dir() and importlib.util.find_spec(PACKAGED_CONF) is not None:
+        return initialize_config_module(config_module=PACKAGED_CONF, version_base="1.3")
+    return initialize_config_dir(config_dir=str(conf_dir or CONF_DIR), version_base="1.3")
 
 
 def _one_line(err: BaseException) -> str:
@@ -38,7 +47,7 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("package_data", lambda name: str(package_data_folder() / name))
 
 
-def load_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> FeaturelakeConfig:
+def load_config(overrides: list[str], conf_dir: Path | None = None) -> FeaturelakeConfig:
     """Compose `config.yaml` with overrides into a validated FeaturelakeConfig.
 
     Every failure (unknown group option, unknown key, wrong type, bad value) is a ConfigError
@@ -47,7 +56,7 @@ def load_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> FeaturelakeC
     register()
     _register_resolvers()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        with _initialize(conf_dir):
             composed = compose(config_name="config", overrides=overrides)
         config = OmegaConf.to_object(composed)
     except ConfigError:

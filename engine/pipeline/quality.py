@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.quality import QualityConfig
 from engine.config.schema import SinkConfig
+from engine.quality.events import announce
 from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
 from engine.quality.report import write_reports
 from engine.quality.validation import Validated
@@ -57,7 +58,9 @@ def write_quarantine(
 def publish(
     spark: SparkSession, report: ValidationReport, cfg: QualityConfig, commit_info: dict[str, str], stem: str
 ) -> Published:
-    """Add anomalies against the previous run, append this run's metrics, write and log both reports."""
+    """Add anomalies against the previous run, append this run's metrics, write and log both reports, and
+    announce the report's events (quality score, freshness lag, failed checks)."""
+    announce(report)
     run_id = commit_info["run_id"]
     current = metric_rows(report, run_id, datetime.now(UTC).replace(tzinfo=None))
     report = replace(

@@ -1,4 +1,4 @@
-"""Stage bookkeeping: each stage is timed and logged, and the pipeline's shape is recorded."""
+"""Stage bookkeeping: each stage is timed, logged and traced (one span), and the pipeline's shape is recorded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
+
+from engine.observability.tracing import span
 
 T = TypeVar("T")
 log = logging.getLogger("engine.pipeline")
@@ -35,8 +37,11 @@ class StageLog:
         """Run one stage, record its wall time and (when given) the rows it produced."""
         started = time.perf_counter()
         log.info("stage %s started", name)
-        result = step()
-        stage = StageRun(name, time.perf_counter() - started, rows(result))
+        with span(f"stage {name}", stage=name) as current:
+            result = step()
+            stage = StageRun(name, time.perf_counter() - started, rows(result))
+            if current is not None and stage.rows is not None:
+                current.set_attribute("rows", stage.rows)
         self.runs.append(stage)
         log.info(
             "stage %s done in %.1f s%s", name, stage.seconds, f", {stage.rows:,} rows" if stage.rows is not None else ""

@@ -16,6 +16,7 @@ from engine.config.quality import SuggestConfig
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError
 from engine.quality.profile import ColumnProfile, profile, suggest
+from engine.resilience.retry import read_resiliently
 from engine.sources.files import check_source, read_source
 
 
@@ -37,7 +38,7 @@ def check_suggest_job(cfg: FeaturelakeConfig) -> SuggestConfig:
 
 def run_suggest(spark: SparkSession, cfg: FeaturelakeConfig, spec: SuggestConfig) -> SuggestResult:
     """Profile the well-formed rows of the source and write `{source, checks}` as YAML, atomically."""
-    source = read_source(spark, spec.source)
+    source = read_resiliently(lambda: read_source(spark, spec.source), source=spec.source.name, cfg=cfg.resilience)
     rows = source.rows - source.malformed
     try:
         profiles = profile(source.well_formed, rows, spec.max_allowed_values)

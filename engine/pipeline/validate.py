@@ -11,14 +11,15 @@ from dataclasses import dataclass, replace
 import mlflow
 from pyspark.sql import SparkSession
 
-from engine.config.quality import ValidateConfig, load_checks_file
+from engine.config.quality import FileSourceConfig, ValidateConfig, load_checks_file
 from engine.config.schema import FeaturelakeConfig, SinkConfig
 from engine.errors import ConfigError, ValidationFailed
 from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
 from engine.pipeline.stages import StageLog
 from engine.quality.validation import validate
+from engine.resilience.retry import read_resiliently
 from engine.sinks.delta import Commit, write_delta
-from engine.sources.files import check_source, read_source
+from engine.sources.files import SourceData, check_source, read_source
 from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run, write_run_record
 
 
@@ -47,13 +48,17 @@ def check_validate_job(cfg: FeaturelakeConfig) -> ValidateConfig:
 def run_validate(spark: SparkSession, cfg: FeaturelakeConfig, spec: ValidateConfig) -> ValidateResult:
     """Validate the source inside one MLflow run; raise ValidationFailed (after reporting) when halted."""
     stages = StageLog()
+
+    def read(source: FileSourceConfig) -> SourceData:
+        return read_resiliently(lambda: read_source(spark, source), source=source.name, cfg=cfg.resilience)
+
     with tracked_run(cfg.tracking, run_name=f"validate-{spec.source.name}") as run:
         run_id = run.info.run_id
         mlflow.log_params(config_params(cfg))
         commit_info = commit_metadata(cfg, run_id)
         try:
-            source = stages.run("read", lambda: read_source(spark, spec.source), rows=lambda s: s.rows)
-            references = {r.name: read_source(spark, r).well_formed for r in spec.references}
+            source = stages.run("read", lambda: read(spec.source), rows=lambda s: s.rows)
+            references = {r.name: read(r).well_formed for r in spec.references}
             validated = stages.run(
                 "verify",
                 lambda: validate(

@@ -24,11 +24,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.schema import SinkConfig
-from engine.errors import ConfigError
-from engine.sinks.schema_policy import enforce, schema_diff
+from engine.errors import ConfigError, describe
+from engine.observability.events import emit
+from engine.sinks.schema_policy import SchemaDiff, enforce, schema_diff
 from engine.sinks.table_metadata import partition_columns
-
-log = logging.getLogger("engine.sinks")
 
 CORRECTION_COLUMN = "correction"
 ROW_TRACKING = {"delta.enableRowTracking": "true"}
@@ -202,8 +201,64 @@ def write_delta(
     With `replace_where` an overwrite replaces only the rows matching it (a backfill or an incremental
     range); Delta fails the commit if `df` holds a row outside it, so nothing else is touched.
     `identity` names the logical write (job, config, inputs, range); a repeat of it is skipped.
-    Rows written come from the commit's metrics, not from a rescan.
+    Rows written come from the commit's metrics, not from a rescan. The outcome is an event:
+    `materialization_done` or `store_write_failed`.
     """
+    started = time.perf_counter()
+    try:
+        commit = _write(df, cfg, commit_info, identity, replace_where)
+    except Exception as err:
+        _write_failed(cfg, err, f"write to {cfg.path} failed: {describe(err)}", retrying=False)
+        raise
+    emit(
+        "materialization_done",
+        f"{cfg.path}: version {commit.version}, {commit.rows_written:,} rows"
+        + (" (a repeat: skipped)" if commit.skipped else ""),
+        data_source=cfg.path,
+        record_count=commit.rows_written,
+        version=commit.version,
+        skipped=commit.skipped,
+        mode=cfg.mode,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return commit
+
+
+def _write_failed(cfg: SinkConfig, err: Exception, message: str, *, retrying: bool) -> None:
+    emit(
+        "store_write_failed",
+        message,
+        data_source=cfg.path,
+        level=logging.WARNING,
+        mode=cfg.mode,
+        error=describe(err),
+        retrying=retrying,
+    )
+
+
+def _announce_drift(diff: SchemaDiff, cfg: SinkConfig, full_overwrite: bool) -> None:
+    refused = cfg.schema_policy == "strict" or bool(diff.dropped or diff.retyped)
+    action = "replace" if cfg.schema_policy == "replace" and full_overwrite else "refuse" if refused else "evolve"
+    emit(
+        "schema_drift",
+        f"schema of the data written to {cfg.path} differs from the table's: {diff.describe()} ({action})",
+        data_source=cfg.path,
+        level=logging.WARNING,
+        added=list(diff.added),
+        dropped=list(diff.dropped),
+        retyped=list(diff.retyped),
+        policy=cfg.schema_policy,
+        action=action,
+    )
+
+
+def _write(
+    df: DataFrame,
+    cfg: SinkConfig,
+    commit_info: Mapping[str, str],
+    identity: Mapping[str, object],
+    replace_where: str | None,
+) -> Commit:
     spark = df.sparkSession
     existing = DeltaTable.forPath(spark, cfg.path) if DeltaTable.isDeltaTable(spark, cfg.path) else None
     df = _with_correction_flag(df, cfg, existing)
@@ -212,6 +267,8 @@ def write_delta(
         _check_layout(spark, cfg)
         diff = schema_diff(existing.toDF().schema, df.schema)
         full_overwrite = cfg.mode == "overwrite" and not replace_where
+        if not diff.empty:
+            _announce_drift(diff, cfg, full_overwrite)
         enforce(cfg.schema_policy, diff, cfg.path, full_overwrite)
         evolve = bool(diff.added) and not (cfg.schema_policy == "replace" and full_overwrite)
     newest = _commits(existing, 1).first() if existing is not None else None
@@ -228,7 +285,8 @@ def write_delta(
         except CONFLICTS as err:
             if attempt == cfg.commit_retries:
                 raise
-            log.warning("commit conflict on %s (attempt %d): %s; retrying", cfg.path, attempt + 1, type(err).__name__)
+            message = f"commit conflict on {cfg.path} (attempt {attempt + 1}): {type(err).__name__}; retrying"
+            _write_failed(cfg, err, message, retrying=True)
             time.sleep(0.2 * 2**attempt)
     return commit_of(spark, cfg.path, str(txn), before)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -16,8 +17,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from engine.config.resilience import ResilienceConfig
 from engine.config.schema import SourceConfig
 from engine.errors import SourceError
+from engine.sources.remote import fetch, is_remote
 
 _ERROR_CLASS = re.compile(r"^\[[A-Z0-9_.]+\]")
 _INT, _DOUBLE, _STR = T.IntegerType(), T.DoubleType(), T.StringType()
@@ -82,27 +85,34 @@ def package_data_folder() -> Path:
 
 
 def stage_file(path: Path, staging_dir: Path) -> Path:
-    """Spark cannot read .zip: extract the single CSV once, atomically, into the staging folder."""
+    """Copy a source file into the staging folder once, atomically, extracting a .zip's single CSV (Spark
+    cannot read .zip). Staging puts every file where all of Spark can read it: on Databricks a Unity
+    Catalog volume, where the driver's own disk would be invisible to the executors."""
     if not path.exists():
         raise SourceError(f"source file not found: {path}")
-    if path.suffix != ".zip":
+    if path.suffix != ".zip" and path.resolve().is_relative_to(staging_dir.resolve()):
         return path
-    target = staging_dir / path.stem
+    # One folder per source folder, so two sources' files of the same name never overwrite each other.
+    folder = staging_dir / hashlib.sha256(str(path.resolve().parent).encode()).hexdigest()[:12]
+    target = folder / (path.stem if path.suffix == ".zip" else path.name)
     if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
         return target
-    staging_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".partial-{os.getpid()}")
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.namelist()
-            if len(members) != 1:
-                raise SourceError(f"source file {path} should hold one CSV file, it holds {len(members)}")
-            with archive.open(members[0]) as src, partial.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                members = archive.namelist()
+                if len(members) != 1:
+                    raise SourceError(f"source file {path} should hold one CSV file, it holds {len(members)}")
+                with archive.open(members[0]) as src, partial.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        else:
+            shutil.copyfile(path, partial)
         partial.replace(target)
     except (zipfile.BadZipFile, OSError) as err:
         partial.unlink(missing_ok=True)
-        raise SourceError(f"cannot extract source file {path}: {err}") from err
+        raise SourceError(f"cannot stage source file {path}: {err}") from err
     return target
 
 
@@ -134,8 +144,20 @@ class SourceFiles:
         }
 
 
-def locate_sources(cfg: SourceConfig) -> SourceFiles:
-    """Find (and stage) the source files; a missing one fails here, before any Spark work."""
+def locate_sources(cfg: SourceConfig, resilience: ResilienceConfig | None = None, task: str = "flights") -> SourceFiles:
+    """Find (and stage) the source files; a missing one fails here, before any Spark work.
+
+    An http(s) `path` is fetched with retries behind each source's circuit, and cached by
+    (data source, task); a local folder is read in place.
+    """
+    if is_remote(cfg.path):
+        resilience = resilience or ResilienceConfig()
+        staging = Path(cfg.staging_dir)
+        fetched = {
+            name: fetch(f"{cfg.path.rstrip('/')}/{file}", source=name, task=task, staging_dir=staging, cfg=resilience)
+            for name, file in (("flights", cfg.flights_file), ("weather", cfg.weather_file))
+        }
+        return SourceFiles(*(stage_file(path, path.parent) for path in fetched.values()))
     folder = Path(cfg.path) if cfg.path else package_data_folder()
     if not folder.is_dir():
         raise SourceError(f"source.path: folder not found: {folder}")

@@ -16,6 +16,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Run
 
 from engine.config.schema import FeaturelakeConfig, JobConfig, TrackingConfig
+from engine.observability.context import current_pipeline
 
 
 def _flatten(prefix: str, value: object) -> dict[str, str]:
@@ -36,9 +37,15 @@ def tracked_run(cfg: TrackingConfig, run_name: str) -> Iterator[Run]:
     """Start a run in the configured store and experiment; the experiment is created on first use."""
     mlflow.set_tracking_uri(cfg.uri)
     if mlflow.get_experiment_by_name(cfg.experiment_name) is None:
-        mlflow.create_experiment(cfg.experiment_name, artifact_location=Path(cfg.artifact_location).resolve().as_uri())
+        # An empty location leaves artifacts where the store puts them (Databricks manages its own).
+        location = Path(cfg.artifact_location).resolve().as_uri() if cfg.artifact_location else None
+        mlflow.create_experiment(cfg.experiment_name, artifact_location=location)
     mlflow.set_experiment(cfg.experiment_name)
     with mlflow.start_run(run_name=run_name) as run:
+        pipeline = current_pipeline()
+        if pipeline is not None:  # the run's metrics are logged to it when the pipeline ends
+            mlflow.set_tag("pipeline_id", pipeline.pipeline_id)
+            pipeline.mlflow_run_ids.append(run.info.run_id)
         yield run
 
 
