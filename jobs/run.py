@@ -69,17 +69,21 @@ def run(cfg: FeaturelakeConfig, spark: SparkSession | None = None) -> str:
     if job is None:
         raise ConfigError(f"job.name: '{cfg.job.name}' is not one of {', '.join(JOBS)}")
     with observed_pipeline(cfg.observability, cfg.tracking, cfg.job.name):
-        prepared = job.prepare(cfg)
-        if spark is not None:
-            return job.summary(job.run(spark, cfg, prepared))
-        from engine.runtime.session import build_session
-
-        session = build_session(cfg.spark, Path(cfg.job.log_dir))
         try:
-            return job.summary(job.run(session, cfg, prepared))
-        finally:
-            if cfg.spark.mode == "local":
-                session.stop()
+            prepared = job.prepare(cfg)
+            if spark is not None:
+                return job.summary(job.run(spark, cfg, prepared))
+            from engine.runtime.session import build_session
+
+            session = build_session(cfg.spark, Path(cfg.job.log_dir))
+            try:
+                return job.summary(job.run(session, cfg, prepared))
+            finally:
+                if cfg.spark.mode == "local":
+                    session.stop()
+        except Exception:
+            log_file_only.error("run failed", exc_info=True)  # inside the run: the line carries its pipeline id
+            raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,11 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: config: {err}", file=sys.stderr)
         return 2
     except FeaturelakeError as err:
-        log_file_only.error("run failed", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # anything unexpected still gets one line; the trace is in the log
-        log_file_only.error("run failed", exc_info=True)
         print(f"error: {type(err).__name__}: {_one_line(err)} (details in {log_file})", file=sys.stderr)
         return 1
     print(summary)

@@ -6,6 +6,7 @@ to give; the job is the real flights job on Spark and Delta, in this process or 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -227,6 +228,11 @@ def test_a_source_that_keeps_failing_opens_the_circuit_and_the_rerun_fails_fast(
         f"(last: TransientSourceError: HTTP 503 Service Unavailable from {source.url}/weather.csv)"
     )
     assert source.count("weather.csv") == 3
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "featurelake.log").read_text().splitlines()]
+    assert all(line["pipeline_id"] for line in lines)  # the failure's trace too
+    assert [line["attempt"] for line in lines if line["event"] == "source_unavailable"] == [1, 2, 3]
+    (failure,) = [line for line in lines if line["logger"] == "featurelake.failures"]
+    assert "SourceUnavailable" in failure["exception"]
     started = time.monotonic()
     second = subprocess.run([sys.executable, "-m", "jobs.run", *args], capture_output=True, text=True, cwd=REPO)
     assert second.returncode == 1
