@@ -21,7 +21,7 @@ from urllib.request import Request, urlopen
 
 from engine.config.resilience import ResilienceConfig
 from engine.errors import SourceError
-from engine.resilience.errors import HTTP_REASONS, TIMEOUT, UNAVAILABLE, TransientSourceError
+from engine.resilience.errors import HTTP_REASONS, UNAVAILABLE, TransientSourceError, transient_reason
 from engine.resilience.retry import read_resiliently
 
 REMOTE_SCHEMES = ("http://", "https://")
@@ -51,9 +51,8 @@ def _download(url: str, source: str, target: Path, timeout: float) -> Path:
             raise SourceError(f"source {source}: HTTP {err.code} {err.reason} from {url}") from err
         raise TransientSourceError(f"HTTP {err.code} {err.reason} from {url}", reason, _retry_after(err)) from err
     except (URLError, TimeoutError, ConnectionError) as err:
-        timed_out = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
         detail = getattr(err, "reason", err)
-        raise TransientSourceError(f"{detail} ({url})", TIMEOUT if timed_out else UNAVAILABLE) from err
+        raise TransientSourceError(f"{detail} ({url})", transient_reason(err) or UNAVAILABLE) from err
     finally:
         partial.unlink(missing_ok=True)
     return target
