@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from engine.experiments.sweep import SweepResult
-from engine.pipeline.flights import RunResult
-from engine.pipeline.stages import StageLog
-from engine.pipeline.suggest import SuggestResult
-from engine.pipeline.training_set import TrainingSetResult
-from engine.pipeline.validate import ValidateResult
-from engine.pipeline.versioning import VersionResult
-from engine.quality.verify import ValidationReport
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from engine.config.quality import GateAction
+from engine.quality.states import Outcome
+
+if TYPE_CHECKING:
+    from engine.experiments.sweep import SweepResult
+    from engine.pipeline.runner import JobResult
+    from engine.pipeline.stages import StageLog
+    from engine.quality.verify import ValidationReport
 
 
 def _stages(stages: StageLog) -> list[str]:
@@ -61,70 +64,89 @@ def _quality(report: ValidationReport) -> list[str]:
     return lines
 
 
-def format_summary(result: RunResult) -> str:
-    report = result.published.report
+def _flights(result: JobResult) -> str:
+    published, commit = result["published"], result.get("commit")
+    report = published.report
     lines = ["", "featurelake run summary", *_stages(result.stages)]
-    lines.append("rows read:     " + ", ".join(f"{k} {v:,}" for k, v in result.rows_read.items()))
+    lines.append("rows read:     " + ", ".join(f"{s.name} {s.rows:,}" for s in (result["flights"], result["weather"])))
     lines += _quality(report)
-    lines.append(f"report:        {result.published.html_path}")
-    if result.commit and report.outcome == "use_cached_features":
-        stale = ", ".join(c.name for c in report.failed if c.action == "use_cached_features")
+    lines.append(f"report:        {published.html_path}")
+    if commit and report.outcome == Outcome.USE_CACHED_FEATURES:
+        stale = ", ".join(c.name for c in report.failed if c.action == GateAction.USE_CACHED_FEATURES)
         lines.append(f"features:      source stale ({stale}); served the last good version instead of computing")
-        lines.append(f"delta table:   {result.commit.path} (version {result.commit.version}, cached)")
-    elif result.commit:
-        lines.append(f"features:      {result.commit.rows_written:,} rows written")
-        lines.append(f"delta table:   {result.commit.path} (version {result.commit.version})")
-        lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={result.commit.version}")
+        lines.append(f"delta table:   {commit.path} (version {commit.version}, cached)")
+    elif commit:
+        lines.append(f"features:      {commit.rows_written:,} rows written")
+        lines.append(f"delta table:   {commit.path} (version {commit.version})")
+        lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={commit.version}")
     lines.append(f"mlflow run:    {result.run_id}")
-    lines += _leaderboard(result.sweep)
+    lines += _leaderboard(result.get("sweep"))
     lines.append(f"run record:    {result.record_path}")
     return "\n".join(lines)
 
 
-def format_training_summary(result: TrainingSetResult) -> str:
+def _training_set(result: JobResult) -> str:
+    commit, features, skew = result["commit"], result["planned"][1], result["skew"]
     lines = ["", "featurelake training set", *_stages(result.stages), "inputs (pinned):"]
-    lines += [f"  {p.role:<9}{p.name:<20}{p.path} @ version {p.version}" for p in result.inputs]
-    written = "already written, skipped" if result.commit.skipped else f"{result.commit.rows_written:,} rows written"
-    lines.append(f"training set:  {written}, {len(result.features)} features")
-    skewed = [d["feature"] for d in result.skew if d["drifted"]]
-    if result.skew:
+    lines += [f"  {p.role:<9}{p.name:<20}{p.path} @ version {p.version}" for p in result["inputs"]]
+    written = "already written, skipped" if commit.skipped else f"{commit.rows_written:,} rows written"
+    lines.append(f"training set:  {written}, {len(features)} features")
+    skewed = [d["feature"] for d in skew if d["drifted"]]
+    if skew:
         lines.append(
-            f"skew:          {len(skewed)} of {len(result.skew)} features differ from the serving tables"
+            f"skew:          {len(skewed)} of {len(skew)} features differ from the serving tables"
             + (f" ({', '.join(skewed[:5])})" if skewed else "")
         )
-    lines.append(f"delta table:   {result.commit.path} (version {result.commit.version})")
+    lines.append(f"delta table:   {commit.path} (version {commit.version})")
     lines.append(f"mlflow run:    {result.run_id}")
-    lines += _leaderboard(result.sweep)
+    lines += _leaderboard(result.get("sweep"))
     lines.append(f"run record:    {result.record_path}")
     return "\n".join(lines)
 
 
-def format_version_summary(result: VersionResult) -> str:
-    return "\n".join(["", f"featurelake version {result.action}: {result.table}", *result.lines])
+def _version(result: JobResult) -> str:
+    action = result["result"]
+    return "\n".join(["", f"featurelake version {action.action}: {action.table}", *action.lines])
 
 
-def format_validate_summary(result: ValidateResult) -> str:
-    report = result.published.report
+def _validate(result: JobResult) -> str:
+    published = result["published"]
+    report = published.report
     lines = ["", "featurelake validation summary", *_stages(result.stages)]
     lines.append("rows:          " + ", ".join(f"{d} {n:,}" for d, n in report.rows.items()))
     lines += _quality(report)
-    lines.append(f"passed rows:   {result.passed_rows:,}")
-    if result.quarantine:
-        lines.append(f"quarantine:    {result.quarantine.path} (version {result.quarantine.version})")
-    if result.output:
-        lines.append(f"output:        {result.output.path} (version {result.output.version})")
-    lines.append(f"report:        {result.published.html_path}")
+    lines.append(f"passed rows:   {result['passed'].passed_rows:,}")
+    if result.get("quarantine"):
+        lines.append(f"quarantine:    {result['quarantine'].path} (version {result['quarantine'].version})")
+    if result.get("output"):
+        lines.append(f"output:        {result['output'].path} (version {result['output'].version})")
+    lines.append(f"report:        {published.html_path}")
     lines.append(f"mlflow run:    {result.run_id}")
     return "\n".join(lines)
 
 
-def format_suggest_summary(result: SuggestResult) -> str:
-    lines = ["", f"featurelake suggested checks for {result.source} ({result.rows:,} rows profiled)"]
+def _suggest(result: JobResult) -> str:
+    suggested, source = result["suggested"], result["source"]
+    lines = ["", f"featurelake suggested checks for {source.name} ({suggested.rows:,} rows profiled)"]
     lines += [
-        f"  {p.name:<16}{p.type:<10}{p.non_null / max(result.rows, 1):>8.1%} complete"
+        f"  {p.name:<16}{p.type:<10}{p.non_null / max(suggested.rows, 1):>8.1%} complete"
         f"{p.approx_distinct:>10,} distinct (approx)"
-        for p in result.profiles
+        for p in suggested.profiles
     ]
-    lines.append(f"checks:        {len(result.checks)} suggested -> {result.path}")
-    lines.append(f"validate:      scripts/run job=validate validate.checks_file={result.path}")
+    lines.append(f"checks:        {len(suggested.checks)} suggested -> {result['path']}")
+    lines.append(f"validate:      scripts/run job=validate validate.checks_file={result['path']}")
     return "\n".join(lines)
+
+
+SUMMARIES: dict[str, Callable[[JobResult], str]] = {
+    "flights": _flights,
+    "training_set": _training_set,
+    "version": _version,
+    "validate": _validate,
+    "suggest_checks": _suggest,
+}
+
+
+def summary(result: JobResult) -> str:
+    """The console summary of a finished run, by its job."""
+    return SUMMARIES[result.job](result)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config.experiment import ExperimentConfig, ModelConfig, SplitConfig, VariantConfig  # noqa: E402
-from engine.experiments.dataset import TableVersion, read_version  # noqa: E402
+from engine.experiments.dataset import TableVersion, read_arrow_table  # noqa: E402
 from engine.experiments.runner import ray_runtime, run_on_ray, run_serially  # noqa: E402
 from engine.experiments.space import plan_trials  # noqa: E402
 from engine.experiments.trials import TrialResult, TrialSpec  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> int:
     trials = plan_trials(cfg, VARIANTS)
     spec = TrialSpec(cfg.label, cfg.metric, cfg.split, cfg.seed)
     started = time.perf_counter()
-    tables = {v: read_version(version, [*cols, "label", "event_ts"]) for v, cols in VARIANTS.items()}
+    tables = {v: read_arrow_table(version, [*cols, "label", "event_ts"]) for v, cols in VARIANTS.items()}
     read_seconds = time.perf_counter() - started
     print(f"{len(trials)} trials on {args.rows:,} rows; read 4 variants with delta-rs in {read_seconds:.2f} s")
 

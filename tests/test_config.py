@@ -1,17 +1,28 @@
-"""Config composition and validation, and the CLI's one-line errors (no Spark needed)."""
+"""Config composition and validation, and the CLI's one-line errors (no Spark needed).
+
+CLI errors run `jobs.run.main` in this process (exit code, the one stderr line, empty stdout); two
+real subprocesses check the installed entry point: a config error, and a data error that starts Spark.
+"""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from engine.config.experiment import METRIC_NAMES
 from engine.config.loader import load_config
+from engine.datasets.flights.job import prepare as check_flights_job
 from engine.errors import ConfigError
+from engine.experiments.models import METRICS
 from engine.experiments.space import plan_trials
-from engine.pipeline.flights import check_flights_job
+from engine.pipeline.experiment import check_experiment
+from jobs.run import JOBS, main
 from tests.conftest import REPO
 
 
@@ -65,11 +76,6 @@ def test_overrides_and_groups() -> None:
         ("checks.weather.1.name=temp_range", "repeated: temp_range"),
         ("experiment.num_cpus=0", "experiment.num_cpus"),
         ("experiment.metric=f1", "experiment.metric: 'f1' is not one of auc, log_loss, rmse"),
-        ("experiment.models.0.name=svm", "experiment.models.svm: unknown model"),
-        ("experiment.metric=rmse", "experiment.models.logistic_regression: metric rmse needs a regression model"),
-        ("+experiment.models.0.params.tol={low:0.1,high:1}", "params.tol: a range needs random search"),
-        ("+experiment.models.0.params.alpha=[1]", "params.alpha: not a settable parameter of LogisticRegression"),
-        ("experiment.models.0.params.C=[]", "params.C: give a non-empty list of choices"),
         ("experiment.search=random", "experiment.trials: 0; random search needs at least 1"),
         ("experiment.split.valid_fraction=1.5", "experiment.split.valid_fraction: 1.5 is not within (0, 1)"),
         ("experiment.split.valid_from=yesterday", "experiment.split.valid_from: 'yesterday' is not an ISO time"),
@@ -78,6 +84,12 @@ def test_overrides_and_groups() -> None:
         ("experiment.variants.1.name=carrier_origin_weather", "experiment.variants: names"),
         ("experiment.variants.0.name=../x", "'../x' is not a lower_snake_case name"),
         ("experiment.split.gap=soon", "experiment.split.gap: 'soon' is not a duration"),
+        ("spark.master=bogus://nowhere", "spark.master: 'bogus://nowhere' is not a Spark master URL"),
+        ("source.days=[2013-01-07,2013-01-01]", "source.days: 2013-01-07 is after 2013-01-01"),
+        ("source.days=[2013-01-01]", "source.days: ['2013-01-01'] should be [first, last]"),
+        ("source.days=[jan,feb]", "source.days: ['jan', 'feb'] are not ISO dates"),
+        ("quality.max_malformed_share=2", "quality.max_malformed_share: 2.0 is not within 0..1"),
+        ("checks.flights.20.columns=[time_hour,hour]", "checks.flights_not_in_future.columns: a not_in_future"),
     ],
 )
 def test_bad_config_names_the_key(override: str, message: str) -> None:
@@ -85,6 +97,28 @@ def test_bad_config_names_the_key(override: str, message: str) -> None:
         load_config([override])
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("experiment.models.0.name=svm", "experiment.models.svm: unknown model"),
+        ("experiment.metric=rmse", "experiment.models.logistic_regression: metric rmse needs a regression model"),
+        ("+experiment.models.0.params.tol={low:0.1,high:1}", "params.tol: a range needs random search"),
+        ("+experiment.models.0.params.alpha=[1]", "params.alpha: not a settable parameter of LogisticRegression"),
+        ("experiment.models.0.params.C=[]", "params.C: give a non-empty list of choices"),
+    ],
+)
+def test_bad_models_fail_where_the_experiment_is_prepared(override: str, message: str) -> None:
+    """Model names and spaces are checked with scikit-learn, before Spark but not while loading the config."""
+    cfg = load_config([override])
+    with pytest.raises(ConfigError) as err:
+        check_experiment(cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_config_names_every_metric_the_experiments_score() -> None:
+    assert set(METRIC_NAMES) == set(METRICS)
 
 
 def test_a_variant_naming_an_unknown_group_fails_before_spark() -> None:
@@ -114,20 +148,52 @@ def test_random_ranges_draw_integers_between_integer_ends() -> None:
     tols = [t.params["tol"] for t in trials if t.model == "logistic_regression"]
     assert iters and all(isinstance(i, int) and 50 <= i <= 300 for i in iters)
     assert tols and all(isinstance(t, float) and 0.0001 <= t <= 0.01 for t in tols)
+    bad_log = [
+        "experiment.search=random",
+        "experiment.trials=2",
+        "+experiment.models.1.params.max_depth={low: 2, high: 5, log: no}",
+    ]
     with pytest.raises(ConfigError, match="log: 'no' is not true or false"):
-        load_config(
-            [
-                "experiment.search=random",
-                "experiment.trials=2",
-                "+experiment.models.1.params.max_depth={low: 2, high: 5, log: no}",
-            ]
-        )
+        check_experiment(load_config(bad_log))
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """`jobs.run.main(args)` in this process: (exit code, stdout, stderr); the logging set-up it makes is undone."""
+    root = logging.getLogger()
+    loggers = [logging.getLogger(name) for name in ("", "engine", "jobs")]
+    saved = {logger.name: (logger.handlers[:], logger.level) for logger in loggers}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    yield run
+    for logger in loggers:
+        handlers, level = saved[logger.name]
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+    root.setLevel(saved[root.name][1])
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "jobs.run", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
+
+
+def outputs(tmp_path: Path) -> list[str]:
+    """Overrides that keep a CLI run's logs, metrics and state under tmp_path."""
+    return [
+        f"job.log_dir={tmp_path / 'logs'}",
+        f"observability.metrics.textfile_dir={tmp_path / 'metrics'}",
+        f"observability.tracing.console_file={tmp_path / 'logs' / 'traces.jsonl'}",
+        f"resilience.state_dir={tmp_path / 'state'}",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -153,27 +219,48 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         ),
         (["job=version", "version=vacuum", "version.table=/nonexistent"], "error: config: version.table: no Delta"),
         (["job=version", "version=tag", "version.as_of=0", "version.tag=7"], "error: config: version.tag: '7' is not"),
+        (["job=version", "version.action=shrink"], "error: config: version.action: 'shrink' is not one of history"),
         (["spark.shuffle_partitions=two"], "error: config: Error merging override spark.shuffle_partitions=two"),
+        (["spark.master=bogus://nowhere"], "error: config: spark.master: 'bogus://nowhere' is not a Spark master URL"),
+        (["sink.path=/etc/hostname"], "error: config: sink.path: /etc/hostname is a file, not a folder"),
+        (["quality.metrics_path=/etc/hostname/m"], "error: config: quality.metrics_path: /etc/hostname/m lies under"),
     ],
 )
-def test_cli_config_errors_are_one_line(args: list[str], message: str) -> None:
-    result = run_cli(*args)
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith(message)
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stdout == ""
+def test_cli_config_errors_are_one_line(cli, tmp_path: Path, args: list[str], message: str) -> None:
+    code, out, err = cli(*args, *outputs(tmp_path))
+    assert code == 2
+    assert err.strip().startswith(message), err
+    assert len(err.strip().splitlines()) == 1
+    assert out == ""
 
 
-def test_cli_missing_source_fails_before_spark(tmp_path: Path) -> None:
-    result = run_cli(
-        f"source.path={tmp_path / 'missing'}", f"sink.path={tmp_path / 'delta'}", f"job.log_dir={tmp_path / 'logs'}"
+def test_the_registry_imports_only_the_selected_job() -> None:
+    """A config error costs no heavy import: the CLI answers before pyspark, Ray, MLflow or sklearn load."""
+    probe = (
+        "import sys; from jobs.run import main; code = main(['job=nope']); "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pyspark', 'ray', 'mlflow', 'sklearn', 'numpy'}); "
+        "print(code, heavy)"
     )
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"error: source.path: folder not found: {tmp_path / 'missing'}"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    seconds = time.monotonic() - started
+    assert result.stdout.strip() == "2 []", result.stderr
+    assert seconds < 10, seconds  # a generous bound for a loaded machine; warm it is well under 2 s
+    assert set(JOBS) == {"flights", "training_set", "validate", "suggest_checks", "version"}
+    for target in JOBS.values():
+        module, name = target.split(":")
+        assert hasattr(__import__(module, fromlist=[name]), name), target
+
+
+def test_cli_missing_source_fails_before_spark(cli, tmp_path: Path) -> None:
+    code, out, err = cli(f"source.path={tmp_path / 'missing'}", f"sink.path={tmp_path / 'delta'}", *outputs(tmp_path))
+    assert code == 1 and out == ""
+    assert err.strip() == f"error: source.path: folder not found: {tmp_path / 'missing'}"
     assert not (tmp_path / "delta").exists()
 
 
 def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> None:
+    """The real entry point in a subprocess: Spark starts, the data error is one line, the trace is in the log."""
     source = tmp_path / "source"
     source.mkdir()
     (source / "flights.csv").write_text("this is not the flights file\n1,2,3\n")
@@ -186,11 +273,12 @@ def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> N
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"tracking.artifact_location={tmp_path / 'artifacts'}",
         f"job.run_record_dir={tmp_path / 'runs'}",
-        f"job.log_dir={tmp_path / 'logs'}",
+        *outputs(tmp_path),
         "spark.driver_memory=1g",
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot read source flights: ")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "summary" not in result.stdout  # progress lines only
     assert "at org.apache" in (tmp_path / "logs" / "featurelake.log").read_text()
     assert not (tmp_path / "delta").exists()

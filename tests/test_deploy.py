@@ -56,11 +56,11 @@ def _wait(condition, what: str, timeout: float = 90.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def built(tmp_path_factory: pytest.TempPathFactory, week_source: list[str]) -> tuple[Path, str]:
     """`scripts/package` run as a person runs it: the wheel it built and the spark-submit line it printed."""
     dist = tmp_path_factory.mktemp("dist")
     out = subprocess.run(
-        [str(REPO / "scripts" / "package"), "--dist", str(dist), "--master", "MASTER", "source.months=[1]"],
+        [str(REPO / "scripts" / "package"), "--dist", str(dist), "--master", "MASTER", *week_source],
         capture_output=True,
         text=True,
         check=True,
@@ -124,7 +124,12 @@ def test_the_wheel_holds_the_code_the_configs_and_the_entry_point(built: tuple[P
 
 
 def test_the_default_job_on_a_standalone_cluster_writes_what_local_mode_writes(
-    spark: SparkSession, first_run, built: tuple[Path, str], standalone_cluster: tuple[str, Path, int], tmp_path: Path
+    spark: SparkSession,
+    first_run,
+    week: pd.DataFrame,
+    built: tuple[Path, str],
+    standalone_cluster: tuple[str, Path, int],
+    tmp_path: Path,
 ) -> None:
     local_cfg, _ = first_run
     master, cluster_dir, ui = standalone_cluster
@@ -138,7 +143,7 @@ def test_the_default_job_on_a_standalone_cluster_writes_what_local_mode_writes(
     env["SPARK_HOME"] = str(SPARK_HOME)
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "featurelake run summary" in run.stdout and "27,004 rows written" in run.stdout
+    assert "featurelake run summary" in run.stdout and f"{len(week):,} rows written" in run.stdout
     assert not re.search(r"\bWARN\b|\bINFO\b", run.stderr), run.stderr[-2000:]  # JVM logging went to the file
     assert (tmp_path / "output" / "logs" / "spark.log").exists()
 
@@ -152,7 +157,7 @@ def test_the_default_job_on_a_standalone_cluster_writes_what_local_mode_writes(
     assert on_cluster.schema == local.schema
     ours = on_cluster.toPandas().sort_values("flight_id", ignore_index=True)
     theirs = local.toPandas().sort_values("flight_id", ignore_index=True)
-    assert len(ours) == len(theirs) == 27004
+    assert len(ours) == len(theirs) == len(week)
     pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-12)
 
 

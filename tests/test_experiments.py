@@ -16,10 +16,12 @@ from pyspark.sql import types as T
 
 from engine.config.experiment import ExperimentConfig, ModelConfig, SplitConfig, VariantConfig
 from engine.config.schema import TrackingConfig
-from engine.experiments.dataset import TableVersion, read_version, time_split
+from engine.experiments.dataset import TableVersion, read_arrow_table, time_split
 from engine.experiments.space import Trial, plan_trials
 from engine.experiments.sweep import SweepResult, VariantData, run_sweep
 from engine.tracking.mlflow_runs import tracked_run
+
+pytestmark = pytest.mark.usefixtures("ray_session")  # one local Ray for the whole test session
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 SCHEMA = T.StructType(
@@ -223,7 +225,7 @@ def test_time_split_keeps_equal_times_together() -> None:
 
 
 def test_filters_keep_only_matching_rows(table: TableVersion) -> None:
-    rows = read_version(table, ["id", "signal"], [("id", "<", 100), ("id", ">=", 10)])
+    rows = read_arrow_table(table, ["id", "signal"], [("id", "<", 100), ("id", ">=", 10)])
     assert sorted(rows.column("id").to_pylist()) == list(range(10, 100))
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import ray
 from pyspark.sql import SparkSession
 
-from engine.experiments.dataset import TableVersion, read_version
+from engine.experiments.dataset import TableVersion, read_arrow_table
 
 
 def _cells(table: pa.Table) -> dict[str, list]:
@@ -22,7 +22,7 @@ def _cells(table: pa.Table) -> dict[str, list]:
     return {name: [cell(v) for v in table.column(name).to_pylist()] for name in table.column_names}
 
 
-def test_nulls_survive_every_hop(spark: SparkSession, tmp_path) -> None:
+def test_nulls_survive_every_hop(spark: SparkSession, ray_session: None, tmp_path) -> None:
     ts = datetime(2013, 1, 1, 5, tzinfo=UTC)
     frame = pd.DataFrame(
         {
@@ -50,7 +50,7 @@ def test_nulls_survive_every_hop(spark: SparkSession, tmp_path) -> None:
     assert [r["carrier"] for r in rows] == ["AA", None, "", "UA"]
     assert [r["flag"] for r in rows] == [True, None, False, None]
 
-    from_delta = read_version(TableVersion(path, 0), arrow.column_names).sort_by("id")
+    from_delta = read_arrow_table(TableVersion(path, 0), arrow.column_names).sort_by("id")
     assert _cells(from_delta) == _cells(arrow)
     assert [from_delta.schema.field(c).type for c in ("id", "count", "mean", "carrier", "flag", "day")] == [
         pa.int64(),
@@ -62,11 +62,7 @@ def test_nulls_survive_every_hop(spark: SparkSession, tmp_path) -> None:
     ]
     assert from_delta.schema.field("ts").type == pa.timestamp("us", tz="UTC")
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        through_ray = ray.get(ray.remote(lambda t: t).remote(ray.put(from_delta)))
-    finally:
-        ray.shutdown()
+    through_ray = ray.get(ray.remote(lambda t: t).remote(ray.put(from_delta)))
     assert through_ray.schema == from_delta.schema
     assert _cells(through_ray) == _cells(arrow)
     assert through_ray.to_pandas()["count"].isna().tolist() == [False, True, False, True]

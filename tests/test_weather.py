@@ -8,14 +8,14 @@ import random
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from engine.features.weather import weather_as_of
+from engine.datasets.flights.weather import weather_as_of
 
 UTC = dt.UTC
 FLIGHTS = T.StructType(
     [
         T.StructField("flight_id", T.StringType()),
         T.StructField("origin", T.StringType()),
-        T.StructField("sched_epoch", T.LongType()),
+        T.StructField("sched_dep_ts", T.TimestampType()),
     ]
 )
 WEATHER = T.StructType(
@@ -44,11 +44,12 @@ def test_latest_observation_at_or_before_departure(spark: SparkSession) -> None:
         sched = int(base.timestamp()) + rng.randrange(-3600, 50 * 3600, 60)
         flights.append((f"f{i}", origin, sched))
     flights.append(("exact", "EWR", int(weather[5][1].timestamp())))  # departure exactly on an observation
+    rows = [(fid, origin, dt.datetime.fromtimestamp(sched, UTC)) for fid, origin, sched in flights]
 
     got = {
         r["flight_id"]: (r["weather_temp"], r["weather_visib"])
         for r in weather_as_of(
-            spark.createDataFrame(flights, FLIGHTS), spark.createDataFrame(weather, WEATHER), ["temp", "visib"]
+            spark.createDataFrame(rows, FLIGHTS), spark.createDataFrame(weather, WEATHER), ["temp", "visib"]
         ).collect()
     }
     for fid, origin, sched in flights:

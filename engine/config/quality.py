@@ -10,22 +10,36 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from engine.config.durations import duration_seconds
-from engine.errors import ConfigError
+from engine.errors import ConfigError, first_line
 
-RATIO_KINDS = ("completeness", "allowed_values", "range", "non_negative", "pattern", "satisfies", "references")
+RATIO_KINDS = (
+    "completeness", "allowed_values", "range", "non_negative", "pattern", "satisfies", "references", "not_in_future"
+)
 BOUND_KINDS = ("size", "mean", "stddev", "quantile", "freshness")
 CHECK_KINDS = ("schema", "unique", *RATIO_KINDS, *BOUND_KINDS)
-ROW_KINDS = ("completeness", "allowed_values", "range", "non_negative", "pattern", "satisfies")
+ROW_KINDS = ("completeness", "allowed_values", "range", "non_negative", "pattern", "satisfies", "not_in_future")
 SAMPLED_KINDS = ("completeness", "allowed_values", "range", "non_negative", "pattern", "mean", "stddev", "quantile")
 LAYERS = ("schema", "statistical", "business", "ml")
 SEVERITIES = ("error", "warning")
-ACTIONS = ("halt_pipeline", "quarantine_data", "use_cached_features", "warn")
+
+
+class GateAction(StrEnum):
+    """What a failed error-severity check does to the run (a warning-severity check can only warn)."""
+
+    HALT_PIPELINE = "halt_pipeline"
+    QUARANTINE_DATA = "quarantine_data"
+    USE_CACHED_FEATURES = "use_cached_features"
+    WARN = "warn"
+
+
+ACTIONS = tuple(GateAction)
 FORMATS = ("parquet", "csv", "json", "avro", "delta")
 DEFAULT_COMPLETENESS = 0.95
 
@@ -36,9 +50,16 @@ _DEFAULT_LAYER = {
     "satisfies": "business",
     "references": "business",
     "freshness": "business",
+    "not_in_future": "business",  # a sample cannot prove that no row lies in the future
 }
-_DEFAULT_ACTION = {"completeness": "quarantine_data", "freshness": "use_cached_features"}
-_SINGLE_COLUMN = ("allowed_values", "range", "non_negative", "pattern", "mean", "stddev", "quantile", "freshness")
+_DEFAULT_ACTION = {
+    "completeness": GateAction.QUARANTINE_DATA,
+    "not_in_future": GateAction.QUARANTINE_DATA,
+    "freshness": GateAction.USE_CACHED_FEATURES,
+}
+_SINGLE_COLUMN = (
+    "allowed_values", "range", "non_negative", "pattern", "mean", "stddev", "quantile", "freshness", "not_in_future"
+)
 
 
 @dataclass
@@ -48,7 +69,8 @@ class CheckConfig:
     Ratio kinds pass when the share of complying rows is at least `threshold` (default 1, and
     0.95 for completeness: a null ratio above 0.05 quarantines the rows); bound kinds pass
     when their metric (rows, mean, standard deviation, quantile, lag in seconds) is within
-    [`min`, `max`]. Empty `layer` and `action` take the kind's defaults.
+    [`min`, `max`]. Empty `layer` and `action` take the kind's defaults. `action` is typed str for
+    OmegaConf; once validated it holds a GateAction member (which equals its string).
     """
 
     name: str = MISSING
@@ -83,9 +105,10 @@ class CheckConfig:
             raise ConfigError(f"{key}.severity: '{self.severity}' is not error or warning")
         if self.action not in ACTIONS:
             raise ConfigError(f"{key}.action: '{self.action}' is not one of {', '.join(ACTIONS)}")
-        if self.severity == "warning" and self.action != "warn":
+        self.action = GateAction(self.action)
+        if self.severity == "warning" and self.action != GateAction.WARN:
             raise ConfigError(f"{key}.action: a warning check can only warn, not {self.action}")
-        if self.action == "quarantine_data" and self.kind not in ROW_KINDS:
+        if self.action == GateAction.QUARANTINE_DATA and self.kind not in ROW_KINDS:
             raise ConfigError(f"{key}.action: only row-level checks ({', '.join(ROW_KINDS)}) can quarantine rows")
         if self.kind == "schema" and self.layer != "schema":
             raise ConfigError(f"{key}.layer: a schema check runs in the schema layer")
@@ -127,10 +150,10 @@ class CheckConfig:
         return duration_seconds(self.max_lag, f"checks.{self.name}.max_lag")
 
 
-def _default_action(kind: str, layer: str, severity: str) -> str:
+def _default_action(kind: str, layer: str, severity: str) -> GateAction:
     if severity == "warning" or layer == "ml":
-        return "warn"
-    return _DEFAULT_ACTION.get(kind, "halt_pipeline")
+        return GateAction.WARN
+    return _DEFAULT_ACTION.get(kind, GateAction.HALT_PIPELINE)
 
 
 @dataclass
@@ -183,7 +206,8 @@ class DriftConfig:
 class QualityConfig:
     """How checks run: the sample, its confidence, the run's as-of time, and where results go.
 
-    `as_of` (ISO time, empty for now) is the time freshness is measured against. Anomalies compare
+    `as_of` (ISO time, empty for now) is the time freshness is measured against. Malformed lines go
+    to quarantine; above `max_malformed_share` of a source's lines they halt the run instead. Anomalies compare
     a metric with the previous run's: a ratio current/previous outside
     [`max_rate_decrease`, `max_rate_increase`] is reported (Deequ's relative-rate-of-change rule).
     """
@@ -197,6 +221,7 @@ class QualityConfig:
     metrics_path: str = "output/delta/quality_metrics"
     max_rate_decrease: float = 0.5
     max_rate_increase: float = 2.0
+    max_malformed_share: float = 0.01
     drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self) -> None:
@@ -209,6 +234,8 @@ class QualityConfig:
                 datetime.fromisoformat(self.as_of)
             except ValueError as err:
                 raise ConfigError(f"quality.as_of: '{self.as_of}' is not an ISO date-time") from err
+        if not 0.0 <= self.max_malformed_share <= 1.0:
+            raise ConfigError(f"quality.max_malformed_share: {self.max_malformed_share} is not within 0..1")
         if not 0.0 <= self.max_rate_decrease <= 1.0 <= self.max_rate_increase:
             raise ConfigError("quality.max_rate_decrease must be within 0..1 and max_rate_increase at least 1")
 
@@ -256,7 +283,7 @@ class ValidateConfig:
         for check in self.checks:
             if check.kind == "references" and check.reference not in known:
                 raise ConfigError(f"checks.{check.name}.reference: '{check.reference}' is not in validate.references")
-            if check.action == "use_cached_features":
+            if check.action == GateAction.USE_CACHED_FEATURES:
                 raise ConfigError(f"checks.{check.name}.action: job=validate has no feature table to serve")
 
 
@@ -272,7 +299,7 @@ def load_checks_file(path: str) -> list[CheckConfig]:
             raise ConfigError(f"validate.checks_file: {path} has no `checks` list")
         checks = [OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CheckConfig), item)) for item in items]
     except OmegaConfBaseException as err:
-        raise ConfigError(f"validate.checks_file: {path}: {str(err).splitlines()[0]}") from err
+        raise ConfigError(f"validate.checks_file: {path}: {first_line(err)}") from err
     unique_names(checks, f"validate.checks_file {path}")
     return checks
 

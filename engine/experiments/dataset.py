@@ -26,7 +26,7 @@ class TableVersion:
     version: int
 
 
-def read_version(table: TableVersion, columns: list[str], filters: list[tuple] | None = None) -> pa.Table:
+def read_arrow_table(table: TableVersion, columns: list[str], filters: list[tuple] | None = None) -> pa.Table:
     """The given columns of one table version, as Arrow; `filters` (delta-rs DNF, e.g. on the
     partition column) keep only matching rows."""
     try:

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from engine.config.experiment import ExperimentConfig
 from engine.errors import FeaturelakeError, describe
-from engine.experiments.dataset import TableVersion, read_version
+from engine.experiments.dataset import TableVersion, read_arrow_table
 from engine.experiments.models import METRICS
 from engine.experiments.runner import run_on_ray, run_serially
 from engine.experiments.space import Trial, plan_trials
@@ -66,7 +66,7 @@ def _read_variants(
         data = variants[name]
         columns = list(dict.fromkeys([*data.features, cfg.label, cfg.split.time_column]))
         try:
-            tables[name] = read_version(data.table, columns, data.filters)
+            tables[name] = read_arrow_table(data.table, columns, data.filters)
         except FeaturelakeError as err:
             errors[name] = describe(err)
     return tables, errors

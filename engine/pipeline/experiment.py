@@ -10,8 +10,9 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.features import FeaturesConfig
-from engine.config.schema import FeaturelakeConfig
+from engine.config.schema import FeaturelakeConfig, SchemaPolicy, SinkMode
 from engine.experiments.dataset import TableVersion
+from engine.experiments.models import check_model
 from engine.experiments.sweep import SweepResult, VariantData
 from engine.experiments.variants import VariantPlan, plan_variants
 from engine.features.table import range_filters
@@ -21,8 +22,13 @@ log = logging.getLogger("engine.pipeline")
 
 
 def check_experiment(cfg: FeaturelakeConfig) -> list[VariantPlan]:
-    """The variants compiled against the features config (before Spark: an unknown group fails here)."""
-    return plan_variants(list(cfg.experiment.variants), cfg.features) if cfg.experiment.enabled else []
+    """The models checked and the variants compiled against the features config, before Spark: an
+    unknown model or group fails here."""
+    if not cfg.experiment.enabled:
+        return []
+    for model in cfg.experiment.models:
+        check_model(model.name, dict(model.params), cfg.experiment.metric, cfg.experiment.search)
+    return plan_variants(list(cfg.experiment.variants), cfg.features)
 
 
 def compute_variants(
@@ -59,8 +65,8 @@ def compute_variants(
             sink = replace(
                 cfg.sink,
                 path=str(Path(cfg.experiment.variants_path) / plan.name),
-                mode="overwrite",
-                schema_policy="replace",
+                mode=SinkMode.OVERWRITE,
+                schema_policy=SchemaPolicy.REPLACE,
                 merge_keys=[],
             )
             commit = write_delta(compute(plan.features_config), sink, commit_info, {**identity, "variant": plan.key})

@@ -11,11 +11,12 @@ from pathlib import Path
 import mlflow
 from pyspark.sql import DataFrame, SparkSession
 
-from engine.config.quality import QualityConfig
-from engine.config.schema import SinkConfig
+from engine.config.quality import GateAction, QualityConfig
+from engine.config.schema import SinkConfig, SinkMode
 from engine.quality.events import announce
 from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
 from engine.quality.report import write_reports
+from engine.quality.states import Outcome
 from engine.quality.validation import Validated
 from engine.quality.verify import ValidationReport
 from engine.sinks.delta import Commit, write_delta
@@ -39,7 +40,7 @@ def as_of_time(cfg: QualityConfig) -> datetime:
 
 def blocking_message(published: Published, written: str) -> str:
     """The one-line error of a halted run: the halting checks, what was written, where the report is."""
-    names = [c.name for c in published.report.checks if c.blocking and c.action == "halt_pipeline"]
+    names = [c.name for c in published.report.checks if c.blocking and c.action == GateAction.HALT_PIPELINE]
     return f"{len(names)} blocking check(s) failed: {', '.join(names)}; {written} (report: {published.html_path})"
 
 
@@ -51,7 +52,7 @@ def write_quarantine(
     if not frames:
         return None
     rows: DataFrame = reduce(DataFrame.unionByName, frames)
-    sink = SinkConfig(path=cfg.quarantine_path, mode="append")
+    sink = SinkConfig(path=cfg.quarantine_path, mode=SinkMode.APPEND)
     return write_delta(rows, sink, commit_info, {"quarantine_of_run": run_id})
 
 
@@ -66,7 +67,7 @@ def publish(
     report = replace(
         report, anomalies=report.anomalies + anomalies(current, previous_metrics(spark, cfg.metrics_path, run_id), cfg)
     )
-    metrics_sink = SinkConfig(path=cfg.metrics_path, mode="append")
+    metrics_sink = SinkConfig(path=cfg.metrics_path, mode=SinkMode.APPEND)
     write_delta(metrics_frame(spark, current), metrics_sink, commit_info, {"metrics_of_run": run_id})
     json_path, html_path = write_reports(report, Path(cfg.report_dir), stem, f"featurelake validation: {stem}")
     mlflow.log_artifact(str(json_path), artifact_path="validation")
@@ -80,7 +81,7 @@ def publish(
             "rows_malformed": sum(report.malformed.values()),
             "anomalies": len(report.anomalies),
             "features_drifted": sum(1 for d in report.drift if d["drifted"]),
-            "served_cached_features": int(report.outcome == "use_cached_features"),
+            "served_cached_features": int(report.outcome == Outcome.USE_CACHED_FEATURES),
         }
     )
     return Published(report, json_path, html_path)

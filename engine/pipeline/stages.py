@@ -1,4 +1,4 @@
-"""Stage bookkeeping: each stage is timed, logged and traced (one span), and the pipeline's shape is recorded."""
+"""Stage bookkeeping: each stage is timed, logged and traced (one span)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ T = TypeVar("T")
 log = logging.getLogger("engine.pipeline")
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    depends_on: tuple[str, ...] = ()
-
-
 @dataclass
 class StageRun:
     name: str
@@ -33,13 +27,13 @@ class StageLog:
 
     runs: list[StageRun] = field(default_factory=list)
 
-    def run(self, name: str, step: Callable[[], T], rows: Callable[[T], int | None] = lambda _: None) -> T:
+    def run(self, name: str, step: Callable[[], T], rows: Callable[[T], int | None] | None = None) -> T:
         """Run one stage, record its wall time and (when given) the rows it produced."""
         started = time.perf_counter()
         log.info("stage %s started", name)
         with span(f"stage {name}", stage=name) as current:
             result = step()
-            stage = StageRun(name, time.perf_counter() - started, rows(result))
+            stage = StageRun(name, time.perf_counter() - started, rows(result) if rows else None)
             if current is not None and stage.rows is not None:
                 current.set_attribute("rows", stage.rows)
         self.runs.append(stage)
@@ -51,7 +45,3 @@ class StageLog:
     def to_list(self) -> list[dict]:
         return [asdict(r) for r in self.runs]
 
-
-def pipeline_definition(stages: list[Stage]) -> list[dict]:
-    """Stages and their dependencies, as written to the run record."""
-    return [{"stage": s.name, "depends_on": list(s.depends_on)} for s in stages]

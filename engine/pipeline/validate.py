@@ -6,38 +6,31 @@ version, quarantined rows to the quarantine table; a halting check writes neithe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import mlflow
-from pyspark.sql import SparkSession
 
 from engine.config.quality import FileSourceConfig, ValidateConfig, load_checks_file
-from engine.config.schema import FeaturelakeConfig, SinkConfig
+from engine.config.schema import FeaturelakeConfig, SinkConfig, SinkMode
 from engine.errors import ConfigError, ValidationFailed
 from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
-from engine.pipeline.stages import StageLog
-from engine.quality.validation import validate
+from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
+from engine.quality.inputs import SourceData
+from engine.quality.states import Outcome
+from engine.quality.validation import Validated, validate
 from engine.resilience.retry import read_resiliently
 from engine.sinks.delta import Commit, write_delta
-from engine.sources.files import SourceData, check_source, read_source
-from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run, write_run_record
+from engine.sinks.paths import check_table_paths
+from engine.sources.files import check_source, read_source
 
 
-@dataclass(frozen=True)
-class ValidateResult:
-    run_id: str
-    stages: StageLog
-    published: Published
-    passed_rows: int
-    quarantine: Commit | None
-    output: Commit | None
-
-
-def check_validate_job(cfg: FeaturelakeConfig) -> ValidateConfig:
+def prepare(cfg: FeaturelakeConfig) -> ValidateConfig:
     """Before Spark: a source is selected, its paths exist, its schema parses, its options keep every line."""
     if cfg.validate is None:
         raise ConfigError("validate: no source selected (validate=<name>)")
     spec = cfg.validate
+    tables = {"quality.quarantine_path": cfg.quality.quarantine_path, "quality.metrics_path": cfg.quality.metrics_path}
+    check_table_paths(tables | ({"validate.output_path": spec.output_path} if spec.output_path else {}))
     for source in [spec.source, *spec.references]:
         check_source(source)
     if spec.checks_file:
@@ -45,52 +38,65 @@ def check_validate_job(cfg: FeaturelakeConfig) -> ValidateConfig:
     return spec
 
 
-def run_validate(spark: SparkSession, cfg: FeaturelakeConfig, spec: ValidateConfig) -> ValidateResult:
-    """Validate the source inside one MLflow run; raise ValidationFailed (after reporting) when halted."""
-    stages = StageLog()
+def _read(ctx: RunContext, source: FileSourceConfig) -> SourceData:
+    return read_resiliently(lambda: read_source(ctx.spark, source), source=source.name, cfg=ctx.cfg.resilience)
 
-    def read(source: FileSourceConfig) -> SourceData:
-        return read_resiliently(lambda: read_source(spark, source), source=source.name, cfg=cfg.resilience)
 
-    with tracked_run(cfg.tracking, run_name=f"validate-{spec.source.name}") as run:
-        run_id = run.info.run_id
-        mlflow.log_params(config_params(cfg))
-        commit_info = commit_metadata(cfg, run_id)
-        try:
-            source = stages.run("read", lambda: read(spec.source), rows=lambda s: s.rows)
-            references = {r.name: read(r).well_formed for r in spec.references}
-            validated = stages.run(
-                "verify",
-                lambda: validate(
-                    source,
-                    list(spec.checks),
-                    cfg.quality,
-                    run_id=run_id,
-                    as_of=as_of_time(cfg.quality),
-                    datasets=references,
-                ),
-            )
-            published = publish(
-                spark, validated.report, cfg.quality, commit_info, f"validate-{spec.source.name}-{run_id}"
-            )
-            record = {"job": cfg.job.name, "run_id": run_id, "validation_report": published.report.to_dict()}
-            if validated.report.outcome == "halt":
-                mlflow.set_tag("status", "validation_failed")
-                write_run_record(cfg.job, run_id, record | {"stages": stages.to_list()})
-                raise ValidationFailed(blocking_message(published, "nothing was written"))
-            quarantine = stages.run(
-                "quarantine", lambda: write_quarantine([validated], cfg.quality, commit_info, run_id)
-            )
-            output = None
-            if spec.output_path:
-                sink = SinkConfig(path=spec.output_path, mode="overwrite")
-                identity = {"job": "validate", "source": spec.source.name, "run_id": run_id}
-                output = stages.run(
-                    "write",
-                    lambda: write_delta(validated.passed, sink, commit_info, identity),
-                    rows=lambda c: c.rows_written,
-                )
-            write_run_record(cfg.job, run_id, record | {"stages": stages.to_list()})
-        finally:
-            spark.catalog.clearCache()
-    return ValidateResult(run_id, stages, published, validated.passed_rows, quarantine, output)
+def read(ctx: RunContext, spec: ValidateConfig) -> SourceData:
+    return _read(ctx, spec.source)
+
+
+def verify(ctx: RunContext, spec: ValidateConfig, source: SourceData) -> Validated:
+    """The source's checks; the reference sources serve its referential checks."""
+    references = {r.name: _read(ctx, r).well_formed for r in spec.references}
+    as_of = as_of_time(ctx.cfg.quality)
+    return validate(source, list(spec.checks), ctx.cfg.quality, run_id=ctx.run_id, as_of=as_of, datasets=references)
+
+
+def publish_report(ctx: RunContext, spec: ValidateConfig, validated: Validated) -> Published:
+    stem = f"validate-{spec.source.name}-{ctx.run_id}"
+    published = publish(ctx.spark, validated.report, ctx.cfg.quality, ctx.commit_info, stem)
+    ctx.record.validation_report = published.report.to_dict()
+    ctx.record.reports = {"json": str(published.json_path), "html": str(published.html_path)}
+    return published
+
+
+def gate(ctx: RunContext, validated: Validated, published: Published) -> Validated:
+    """Stop the run before any write when a blocking check failed (the report is published)."""
+    if validated.report.outcome == Outcome.HALT:
+        mlflow.set_tag("status", "validation_failed")
+        raise ValidationFailed(blocking_message(published, "nothing was written"))
+    return validated
+
+
+def quarantine(ctx: RunContext, validated: Validated) -> Commit | None:
+    return write_quarantine([validated], ctx.cfg.quality, ctx.commit_info, ctx.run_id)
+
+
+def write(ctx: RunContext, spec: ValidateConfig, validated: Validated) -> Commit:
+    """The passed rows as a new version of `validate.output_path`."""
+    sink = SinkConfig(path=spec.output_path, mode=SinkMode.OVERWRITE)
+    identity = {"job": "validate", "source": spec.source.name, "run_id": ctx.run_id}
+    return write_delta(validated.passed, sink, ctx.commit_info, identity)
+
+
+VALIDATE = Job(
+    name="validate",
+    prepare=prepare,
+    run_name=lambda _, spec: f"validate-{spec.source.name}",
+    stages=(
+        Stage("read", read, (PREPARED,), "source", rows=lambda s: s.rows),
+        Stage("verify", verify, (PREPARED, "source"), "validated"),
+        Stage("publish", publish_report, (PREPARED, "validated"), "published"),
+        Stage("gate", gate, ("validated", "published"), "passed"),
+        Stage("quarantine", quarantine, ("passed",), "quarantine"),
+        Stage(
+            "write",
+            write,
+            (PREPARED, "passed"),
+            "output",
+            when=lambda _, values: bool(values[PREPARED].output_path),
+            rows=lambda c: c.rows_written,
+        ),
+    ),
+)

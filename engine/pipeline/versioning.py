@@ -1,11 +1,13 @@
 """The versioning jobs on one Delta table: history, read, diff, restore, vacuum, optimize, tag.
 
-Each is one MLflow run; the ones that commit (restore, optimize, tag) carry its id in the commit.
+Each is one MLflow run; the ones that commit (restore, vacuum, optimize, tag) carry its id in the commit.
+The action is dispatched through `ACTIONS`; an action without an entry is a config error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlflow
@@ -15,11 +17,11 @@ from pyspark.sql import functions as F
 from engine.config.schema import FeaturelakeConfig
 from engine.config.training import VersionConfig
 from engine.errors import ConfigError
+from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
 from engine.sinks.delta import history
-from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run
 from engine.versioning.diff import diff_versions
 from engine.versioning.maintenance import optimize, restore, vacuum
-from engine.versioning.refs import missing_local_table, read_version, resolve_version, set_tag, tags, version_range
+from engine.versioning.refs import missing_local_table, read_dataframe, resolve_version, set_tag, tags, version_range
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,6 @@ class VersionResult:
     table: str
     lines: list[str]
     data: dict
-
-
-def check_version_job(cfg: FeaturelakeConfig) -> VersionConfig:
-    """The versioning config with its table resolved (default: the sink's); a missing local table fails here."""
-    if cfg.version is None:
-        raise ConfigError("version: no versioning action selected (version=<action>)")
-    job = dataclasses.replace(cfg.version, table=cfg.version.table or cfg.sink.path)
-    if missing_local_table(job.table):
-        raise ConfigError(f"version.table: no Delta table at {job.table}")
-    return job
 
 
 def _history(spark: SparkSession, job: VersionConfig) -> VersionResult:
@@ -58,7 +50,7 @@ def _history(spark: SparkSession, job: VersionConfig) -> VersionResult:
 
 def _read(spark: SparkSession, job: VersionConfig) -> VersionResult:
     version = resolve_version(spark, job.table, job.as_of) if job.as_of else None
-    df = read_version(spark, job.table, version, job.timestamp)
+    df = read_dataframe(spark, job.table, version, job.timestamp)
     rows = df.limit(job.limit).collect()
     at = f"version {version}" if version is not None else f"time {job.timestamp}" if job.timestamp else "latest"
     lines = [f"{job.table} as of {at}: {len(df.columns)} columns; first {len(rows)} rows:"]
@@ -69,7 +61,7 @@ def _read(spark: SparkSession, job: VersionConfig) -> VersionResult:
 def _diff(spark: SparkSession, job: VersionConfig) -> VersionResult:
     old = resolve_version(spark, job.table, job.as_of)
     new = resolve_version(spark, job.table, job.other) if job.other else version_range(spark, job.table)[1]
-    result = diff_versions(read_version(spark, job.table, old), read_version(spark, job.table, new))
+    result = diff_versions(read_dataframe(spark, job.table, old), read_dataframe(spark, job.table, new))
     changed = result.changed_features
     lines = [
         f"rows: {result.rows[0]:,} (version {old}) -> {result.rows[1]:,} (version {new})",
@@ -84,35 +76,70 @@ def _diff(spark: SparkSession, job: VersionConfig) -> VersionResult:
     return VersionResult("diff", job.table, lines, data | {"changed": changed, "features": result.features})
 
 
-def run_version(spark: SparkSession, cfg: FeaturelakeConfig, job: VersionConfig) -> VersionResult:
-    """Run the selected versioning action inside one MLflow run."""
-    with tracked_run(cfg.tracking, run_name=f"version-{job.action}") as run:
-        mlflow.log_params(config_params(cfg))
-        info = commit_metadata(cfg, run.info.run_id) | {"action": job.action}
-        if job.action == "history":
-            result = _history(spark, job)
-        elif job.action == "read":
-            result = _read(spark, job)
-        elif job.action == "diff":
-            result = _diff(spark, job)
-        elif job.action == "restore":
-            version = resolve_version(spark, job.table, job.as_of)
-            new = restore(spark, job.table, version, info)
-            result = VersionResult(
-                "restore", job.table, [f"restored version {version} as version {new}"], {"version": new}
-            )
-        elif job.action == "vacuum":
-            deleted = vacuum(spark, job.table, job.retention_hours, job.allow_short_retention, info)
-            lines = [f"vacuum: {deleted} files older than {job.retention_hours:g}h deleted"]
-            result = VersionResult("vacuum", job.table, lines, {"files_deleted": deleted})
-        elif job.action == "optimize":
-            zorder = list(job.zorder_by or cfg.sink.zorder_by)
-            metrics = optimize(spark, job.table, zorder, job.where, info)
-            lines = [f"optimize{' (z-order ' + ', '.join(zorder) + ')' if zorder else ''}: {metrics}"]
-            result = VersionResult("optimize", job.table, lines, metrics)
-        else:
-            version = resolve_version(spark, job.table, job.as_of)
-            set_tag(spark, job.table, job.tag, version, info)
-            result = VersionResult("tag", job.table, [f"tag '{job.tag}' names version {version}"], {"version": version})
-        mlflow.log_dict(result.data, f"version_{job.action}.json")
+def _restore(spark: SparkSession, job: VersionConfig, info: dict[str, str]) -> VersionResult:
+    version = resolve_version(spark, job.table, job.as_of)
+    new = restore(spark, job.table, version, info)
+    return VersionResult("restore", job.table, [f"restored version {version} as version {new}"], {"version": new})
+
+
+def _vacuum(spark: SparkSession, job: VersionConfig, info: dict[str, str]) -> VersionResult:
+    deleted = vacuum(spark, job.table, job.retention_hours, job.allow_short_retention, info)
+    lines = [f"vacuum: {deleted} files older than {job.retention_hours:g}h deleted"]
+    return VersionResult("vacuum", job.table, lines, {"files_deleted": deleted})
+
+
+def _optimize(spark: SparkSession, job: VersionConfig, info: dict[str, str]) -> VersionResult:
+    zorder = list(job.zorder_by)
+    metrics = optimize(spark, job.table, zorder, job.where, info)
+    lines = [f"optimize{' (z-order ' + ', '.join(zorder) + ')' if zorder else ''}: {metrics}"]
+    return VersionResult("optimize", job.table, lines, metrics)
+
+
+def _tag(spark: SparkSession, job: VersionConfig, info: dict[str, str]) -> VersionResult:
+    version = resolve_version(spark, job.table, job.as_of)
+    set_tag(spark, job.table, job.tag, version, info)
+    return VersionResult("tag", job.table, [f"tag '{job.tag}' names version {version}"], {"version": version})
+
+
+ACTIONS: dict[str, Callable[[SparkSession, VersionConfig, dict[str, str]], VersionResult]] = {
+    "history": lambda spark, job, _: _history(spark, job),
+    "read": lambda spark, job, _: _read(spark, job),
+    "diff": lambda spark, job, _: _diff(spark, job),
+    "restore": _restore,
+    "vacuum": _vacuum,
+    "optimize": _optimize,
+    "tag": _tag,
+}
+
+
+def prepare(cfg: FeaturelakeConfig) -> VersionConfig:
+    """The versioning config with its table resolved (default: the sink's); a missing local table or an
+    action without an implementation fails here."""
+    if cfg.version is None:
+        raise ConfigError("version: no versioning action selected (version=<action>)")
+    if cfg.version.action not in ACTIONS:
+        raise ConfigError(f"version.action: '{cfg.version.action}' is not one of {', '.join(ACTIONS)}")
+    job = dataclasses.replace(
+        cfg.version,
+        table=cfg.version.table or cfg.sink.path,
+        zorder_by=list(cfg.version.zorder_by or cfg.sink.zorder_by),  # the sink's layout by default
+    )
+    if missing_local_table(job.table):
+        raise ConfigError(f"version.table: no Delta table at {job.table}")
+    return job
+
+
+def run_action(ctx: RunContext, job: VersionConfig) -> VersionResult:
+    """The selected action, from the table of actions; its facts go to MLflow and the run record."""
+    result = ACTIONS[job.action](ctx.spark, job, ctx.commit_info | {"action": job.action})
+    mlflow.log_dict(result.data, f"version_{job.action}.json")
+    ctx.record.result = {"action": result.action, "table": result.table}
     return result
+
+
+VERSION = Job(
+    name="version",
+    prepare=prepare,
+    run_name=lambda _, job: f"version-{job.action}",
+    stages=(Stage("action", run_action, (PREPARED,), "result"),),
+)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 
 from engine.observability.events import emit
-from engine.quality.verify import FAILED, SKIPPED, ValidationReport
+from engine.quality.states import CheckStatus
+from engine.quality.verify import ValidationReport
 
 
 def announce(report: ValidationReport) -> None:
     """Emit the report's events, which also set the run's quality, freshness and failure metrics."""
     for source in sorted({c.dataset for c in report.checks}):
         checks = [c for c in report.checks if c.dataset == source]
-        evaluated = [c for c in checks if c.status != SKIPPED]
+        evaluated = [c for c in checks if c.status != CheckStatus.SKIPPED]
         passed = sum(c.passed for c in evaluated)
         emit(
             "quality_scored",
@@ -37,7 +38,7 @@ def announce(report: ValidationReport) -> None:
                     check=check.name,
                     expected=check.expected,
                 )
-            if check.status != FAILED:
+            if check.status != CheckStatus.FAILED:
                 continue
             if check.kind == "schema":
                 emit(

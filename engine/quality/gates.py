@@ -11,14 +11,16 @@ Warning checks only warn.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from engine.config.quality import CheckConfig
+from engine.config.quality import CheckConfig, GateAction
+from engine.quality.inputs import CORRUPT
 from engine.quality.measures import row_predicate
+from engine.quality.states import Outcome
 from engine.quality.verify import CheckResult, ValidationReport
-from engine.sources.files import CORRUPT
 
 FAILED_CHECKS = "failed_checks"
 MALFORMED = "malformed_record"
@@ -33,22 +35,24 @@ class Gates:
     stale: list[CheckResult]
 
     @property
-    def outcome(self) -> str:
-        return "halt" if self.halt else "use_cached_features" if self.stale else "continue"
+    def outcome(self) -> Outcome:
+        if self.halt:
+            return Outcome.HALT
+        return Outcome.USE_CACHED_FEATURES if self.stale else Outcome.CONTINUE
 
 
 def gates(report: ValidationReport) -> Gates:
     blocking = [c for c in report.checks if c.blocking]
     return Gates(
-        halt=[c for c in blocking if c.action == "halt_pipeline"],
-        quarantine=[c for c in blocking if c.action == "quarantine_data"],
-        stale=[c for c in blocking if c.action == "use_cached_features"],
+        halt=[c for c in blocking if c.action == GateAction.HALT_PIPELINE],
+        quarantine=[c for c in blocking if c.action == GateAction.QUARANTINE_DATA],
+        stale=[c for c in blocking if c.action == GateAction.USE_CACHED_FEATURES],
     )
 
 
-def tag_failures(df: DataFrame, checks: list[CheckConfig]) -> DataFrame:
+def tag_failures(df: DataFrame, checks: list[CheckConfig], as_of: datetime) -> DataFrame:
     """Add `failed_checks`: the names of the given row checks a row fails, and `malformed_record`."""
-    reasons: list[Column] = [F.when(~row_predicate(c), F.lit(c.name)) for c in checks]
+    reasons: list[Column] = [F.when(~row_predicate(c, as_of), F.lit(c.name)) for c in checks]
     if CORRUPT in df.columns:
         reasons.append(F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED)))
     if not reasons:

@@ -30,8 +30,10 @@ class Measure:
     read: Callable[[Row, float], Estimate | None]
 
 
-def row_predicate(check: CheckConfig) -> Column:
-    """True where a row complies with a row-level check; nulls comply except with completeness."""
+def row_predicate(check: CheckConfig, as_of: datetime) -> Column:
+    """True where a row complies with a row-level check; nulls comply except with completeness.
+
+    `not_in_future`: a time later than the run's as-of time cannot have been observed yet."""
     if check.kind == "completeness":
         return reduce(lambda acc, c: acc & F.col(c).isNotNull(), check.columns, F.lit(True))
     if check.kind == "satisfies":
@@ -47,6 +49,8 @@ def row_predicate(check: CheckConfig) -> Column:
         complies = column >= 0
     elif check.kind == "pattern":
         complies = column.rlike(check.pattern)
+    elif check.kind == "not_in_future":
+        complies = column <= F.lit(as_of)
     else:
         raise ValueError(f"{check.kind} is not a row-level check")
     return column.isNull() | complies
@@ -59,10 +63,10 @@ def _among(check: CheckConfig) -> Column:
     return F.col(check.columns[0]).isNotNull()
 
 
-def _ratio(check: CheckConfig, prefix: str) -> Measure:
+def _ratio(check: CheckConfig, prefix: str, as_of: datetime) -> Measure:
     among = _among(check)
     aggregates = [
-        F.count_if(among & row_predicate(check)).alias(f"{prefix}_hits"),
+        F.count_if(among & row_predicate(check, as_of)).alias(f"{prefix}_hits"),
         F.count_if(among).alias(f"{prefix}_n"),
     ]
 
@@ -169,7 +173,7 @@ def compile_measure(
         return _size(prefix)
     if check.kind == "freshness":
         return _freshness(check, prefix, as_of)
-    return _ratio(check, prefix)
+    return _ratio(check, prefix, as_of)
 
 
 def bounds(check: CheckConfig) -> tuple[float | None, float | None]:

@@ -6,9 +6,15 @@ import html
 import json
 from pathlib import Path
 
+from engine.quality.states import CheckStatus
 from engine.quality.verify import ValidationReport
 
-_COLOURS = {"passed": "#1a7f37", "failed": "#cf222e", "warning": "#9a6700", "skipped": "#6e7781"}
+_COLOURS = {
+    CheckStatus.PASSED: "#1a7f37",
+    CheckStatus.FAILED: "#cf222e",
+    CheckStatus.WARNING: "#9a6700",
+    CheckStatus.SKIPPED: "#6e7781",
+}
 _STYLE = (
     "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
     "td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left}th{background:#f6f8fa}"
@@ -16,11 +22,12 @@ _STYLE = (
 )
 
 
-def _status(check: dict) -> str:
+def _status(check: dict) -> CheckStatus:
     """The displayed status: a failed warning check shows as `warning`."""
-    if check["status"] == "failed" and check["severity"] == "warning":
-        return "warning"
-    return check["status"]
+    status = CheckStatus(check["status"])
+    if status == CheckStatus.FAILED and check["severity"] == "warning":
+        return CheckStatus.WARNING
+    return status
 
 
 def _number(value: object) -> str:
@@ -88,7 +95,7 @@ def render_html(report: dict, title: str) -> str:
             "<th>js distance</th><th>l-inf</th><th>status</th></tr>"
         )
         for d in report["drift"]:
-            status = "warning" if d["drifted"] else "passed"
+            status = CheckStatus.WARNING if d["drifted"] else CheckStatus.PASSED
             parts.append(
                 f"<tr data-feature='{html.escape(d['feature'])}'><td>{html.escape(d['feature'])}</td>"
                 f"<td>{d['kind']}</td><td>{_number(d['psi'])}</td><td>{_number(d['js'])}</td>"

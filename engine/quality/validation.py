@@ -11,10 +11,11 @@ from datetime import datetime
 
 from pyspark.sql import DataFrame
 
-from engine.config.quality import CheckConfig, QualityConfig
+from engine.config.quality import CheckConfig, GateAction, QualityConfig
 from engine.quality.gates import count_failures, gates, passed_rows, quarantine_rows, tag_failures
-from engine.quality.verify import ValidationReport, verify, with_quarantined
-from engine.sources.files import SourceData
+from engine.quality.inputs import SourceData
+from engine.quality.states import CheckStatus, Outcome
+from engine.quality.verify import CheckResult, ValidationReport, verify, with_quarantined
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,26 @@ class Validated:
     passed: DataFrame
     quarantine: DataFrame | None
     passed_rows: int
+
+
+def malformed_lines(source: SourceData, limit: float) -> CheckResult:
+    """The source's share of malformed lines as a check: within the limit they are quarantined, above it
+    the source is not trusted and the run halts."""
+    share = source.malformed / source.rows
+    return CheckResult(
+        dataset=source.name,
+        name=f"{source.name}_malformed_lines",
+        kind="schema",
+        layer="schema",
+        severity="error",
+        action=GateAction.HALT_PIPELINE,
+        columns=[],
+        expected=f"at most {limit:.2%} of lines malformed",
+        status=CheckStatus.FAILED if share > limit else CheckStatus.PASSED,
+        max=limit,
+        metric=share,
+        detail=f"{source.malformed:,} of {source.rows:,} lines malformed (quality.max_malformed_share={limit:g})",
+    )
 
 
 def validate(
@@ -47,15 +68,17 @@ def validate(
         stored_schema=source.stored_schema,
         datasets=datasets,
     )
+    if source.malformed:
+        report = replace(report, checks=[*report.checks, malformed_lines(source, cfg.max_malformed_share)])
     gated = gates(report)
     report = replace(report, malformed={source.name: source.malformed}, outcome=gated.outcome)
-    if report.outcome == "halt":
+    if report.outcome == Outcome.HALT:
         return Validated(report, source.well_formed, None, 0)
     failed = {c.name for c in gated.quarantine}
     quarantine_checks = [c for c in checks if c.name in failed]
     if not quarantine_checks and not source.malformed:
         return Validated(report, source.well_formed, None, source.rows)
-    tagged = tag_failures(source.df, quarantine_checks)
+    tagged = tag_failures(source.df, quarantine_checks, as_of)
     kept, quarantined, per_check = count_failures(tagged, sorted(failed))
     report = with_quarantined(report, source.name, per_check, quarantined)
     return Validated(report, passed_rows(tagged), quarantine_rows(tagged, source.name, run_id), kept)

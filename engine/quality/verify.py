@@ -21,12 +21,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from engine.config.quality import BOUND_KINDS, RATIO_KINDS, SAMPLED_KINDS, CheckConfig, QualityConfig
+from engine.config.quality import BOUND_KINDS, RATIO_KINDS, SAMPLED_KINDS, CheckConfig, GateAction, QualityConfig
 from engine.quality.intervals import Estimate, z_score
 from engine.quality.measures import bounds, compile_measure, expected
-
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-OUTCOMES = ("continue", "use_cached_features", "halt")  # a merged report takes the gravest
+from engine.quality.states import CheckStatus, Outcome
 
 
 @dataclass(frozen=True)
@@ -38,10 +36,10 @@ class CheckResult:
     kind: str
     layer: str
     severity: str
-    action: str
+    action: GateAction
     columns: list[str]
     expected: str
-    status: str
+    status: CheckStatus
     threshold: float | None = None
     min: float | None = None
     max: float | None = None
@@ -52,13 +50,17 @@ class CheckResult:
     detail: str = ""
     quarantined: int = 0
 
+    def __post_init__(self) -> None:  # plain strings in, members out
+        object.__setattr__(self, "action", GateAction(self.action))
+        object.__setattr__(self, "status", CheckStatus(self.status))
+
     @property
     def passed(self) -> bool:
-        return self.status != FAILED
+        return self.status != CheckStatus.FAILED
 
     @property
     def blocking(self) -> bool:
-        return self.status == FAILED and self.severity == "error"
+        return self.status == CheckStatus.FAILED and self.severity == "error"
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,10 @@ class ValidationReport:
     malformed: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     drift: list[dict] = field(default_factory=list)
-    outcome: str = "continue"
+    outcome: Outcome = Outcome.CONTINUE
+
+    def __post_init__(self) -> None:  # a plain string in, a member out
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
 
     @property
     def passed(self) -> bool:
@@ -79,7 +84,7 @@ class ValidationReport:
 
     @property
     def failed(self) -> list[CheckResult]:
-        return [c for c in self.checks if c.status == FAILED]
+        return [c for c in self.checks if c.status == CheckStatus.FAILED]
 
     def merge(self, other: ValidationReport) -> ValidationReport:
         return ValidationReport(
@@ -89,7 +94,7 @@ class ValidationReport:
             self.malformed | other.malformed,
             self.quarantined | other.quarantined,
             self.drift + other.drift,
-            max(self.outcome, other.outcome, key=OUTCOMES.index),
+            max(self.outcome, other.outcome, key=lambda o: o.gravity),
         )
 
     def to_dict(self) -> dict:
@@ -105,7 +110,7 @@ class ValidationReport:
         }
 
 
-def _result(dataset: str, check: CheckConfig, status: str, **evidence: object) -> CheckResult:
+def _result(dataset: str, check: CheckConfig, status: CheckStatus, **evidence: object) -> CheckResult:
     return CheckResult(
         dataset=dataset,
         name=check.name,
@@ -123,11 +128,17 @@ def _result(dataset: str, check: CheckConfig, status: str, **evidence: object) -
     )
 
 
-def decide(estimate: Estimate, low: float | None, high: float | None) -> str:
+def decide(estimate: Estimate, low: float | None, high: float | None) -> CheckStatus:
     """`passed` when the whole interval is inside [low, high], `failed` when wholly outside, else `borderline`."""
     inside = (low is None or estimate.low >= low) and (high is None or estimate.high <= high)
     outside = (low is not None and estimate.high < low) or (high is not None and estimate.low > high)
-    return PASSED if inside else FAILED if outside else "borderline"
+    if inside:
+        return CheckStatus.PASSED
+    return CheckStatus.FAILED if outside else CheckStatus.BORDERLINE
+
+
+def _at_least(metric: float, threshold: float) -> CheckStatus:
+    return CheckStatus.PASSED if metric >= threshold else CheckStatus.FAILED
 
 
 def _schema_check(dataset: str, check: CheckConfig, stored: T.StructType) -> CheckResult:
@@ -137,7 +148,8 @@ def _schema_check(dataset: str, check: CheckConfig, stored: T.StructType) -> Che
     problems = [f"missing column {c}" for c in wanted if c not in types]
     problems += [f"{c} is {types[c]}, not {t}" for c, t in wanted.items() if t and c in types and types[c] != t]
     metric = 1 - len(problems) / len(wanted)
-    return _result(dataset, check, FAILED if problems else PASSED, metric=metric, detail="; ".join(problems))
+    status = CheckStatus.FAILED if problems else CheckStatus.PASSED
+    return _result(dataset, check, status, metric=metric, detail="; ".join(problems))
 
 
 def _uniqueness(dataset: str, check: CheckConfig, df: DataFrame) -> CheckResult:
@@ -147,9 +159,9 @@ def _uniqueness(dataset: str, check: CheckConfig, df: DataFrame) -> CheckResult:
         F.sum(F.when(F.col("count") == 1, F.col("count"))).alias("unique"), F.sum("count").alias("n")
     ).first()
     if not row or not row["n"]:
-        return _result(dataset, check, PASSED, decided_by="no data")
+        return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
     metric = (row["unique"] or 0) / row["n"]
-    return _result(dataset, check, PASSED if metric >= check.threshold else FAILED, metric=metric)
+    return _result(dataset, check, _at_least(metric, check.threshold), metric=metric)
 
 
 def _references(dataset: str, check: CheckConfig, df: DataFrame, datasets: dict[str, DataFrame]) -> CheckResult:
@@ -162,9 +174,9 @@ def _references(dataset: str, check: CheckConfig, df: DataFrame, datasets: dict[
     joined = rows.join(keys.withColumn("_found", F.lit(True)), condition, "left")
     row = joined.agg(F.count_if(F.col("_found")).alias("found"), F.count(F.lit(1)).alias("n")).first()
     if not row["n"]:
-        return _result(dataset, check, PASSED, decided_by="no data")
+        return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
     metric = row["found"] / row["n"]
-    return _result(dataset, check, PASSED if metric >= check.threshold else FAILED, metric=metric)
+    return _result(dataset, check, _at_least(metric, check.threshold), metric=metric)
 
 
 def _measure(
@@ -178,7 +190,7 @@ def _measure(
 
 def _from_estimate(dataset: str, check: CheckConfig, estimate: Estimate | None, by: str) -> CheckResult:
     if estimate is None:
-        return _result(dataset, check, PASSED, decided_by="no data")
+        return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
     interval = [estimate.low, estimate.high] if by == "sample" else None
     return _result(
         dataset,
@@ -207,14 +219,16 @@ def verify(
     for check in (c for c in checks if c.layer == "schema"):
         if check.kind == "schema":
             results[check.name] = _schema_check(dataset, check, stored_schema or df.schema)
-    halted = any(r.blocking and r.action == "halt_pipeline" for r in results.values())
+    halted = any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values())
     if not halted:
         for check in (c for c in checks if c.kind == "unique"):
             results[check.name] = _uniqueness(dataset, check, df)
-        halted = any(r.blocking and r.action == "halt_pipeline" for r in results.values())
+        halted = any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values())
     if halted:
         skipped = [
-            _result(dataset, c, SKIPPED, detail="a schema check halted") for c in checks if c.name not in results
+            _result(dataset, c, CheckStatus.SKIPPED, detail="a schema check halted")
+            for c in checks
+            if c.name not in results
         ]
         return ValidationReport([*results.values(), *skipped], rows={dataset: rows})
 
@@ -225,7 +239,7 @@ def verify(
         sample = df.sample(withReplacement=False, fraction=cfg.sample_rows / rows, seed=cfg.seed)
         for check, estimate in _measure(sampled, sample, z=z_score(cfg.confidence), n=cfg.sample_rows, as_of=as_of):
             result = _from_estimate(dataset, check, estimate, "sample")
-            if result.status == "borderline":
+            if result.status == CheckStatus.BORDERLINE:
                 full.append(check)
                 borderline[check.name] = (
                     f"borderline on {result.sample_size:,} sampled rows: "

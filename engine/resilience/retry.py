@@ -29,6 +29,29 @@ def backoff(policy: RetryConfig, attempt: int, retry_after: float | None = None)
     return min(delay, policy.max_delay_seconds)
 
 
+def retry_on(
+    call: Callable[[], T],
+    *,
+    retryable: Callable[[Exception], bool],
+    policy: RetryConfig,
+    on_retry: Callable[[int, Exception, float], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call `call`, retrying the errors `retryable` accepts with the policy's backoff (no circuit: for
+    a store's optimistic commits, whose conflicts are not outages); `on_retry(attempt, error, delay)`
+    reports each retry. The last attempt's error is raised."""
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return call()
+        except Exception as err:
+            if attempt == policy.attempts or not retryable(err):
+                raise
+            delay = backoff(policy, attempt)
+            on_retry(attempt, err, delay)
+            sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def call_with_retry(
     read: Callable[[], T],
     *,

@@ -78,6 +78,10 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
+            # Cluster-sized defaults cost seconds per operation on one machine: file listings (vacuum,
+            # partition discovery) default to 10,000 tasks, a Delta snapshot's state to 50 partitions.
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(cfg.shuffle_partitions),
+            "spark.databricks.delta.snapshotPartitions": str(cfg.shuffle_partitions),
             "spark.driver.extraJavaOptions": _log4j_options(log_dir),
         }
     elif cfg.master:

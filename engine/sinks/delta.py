@@ -23,9 +23,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from engine.config.schema import SinkConfig
+from engine.config.resilience import RetryConfig
+from engine.config.schema import SchemaPolicy, SinkConfig, SinkMode
 from engine.errors import ConfigError, describe
 from engine.observability.events import emit
+from engine.resilience.retry import retry_on
 from engine.sinks.schema_policy import SchemaDiff, enforce, schema_diff
 from engine.sinks.table_metadata import partition_columns
 
@@ -88,7 +90,7 @@ def history(spark: SparkSession, path: str) -> DataFrame:
     return _commits(DeltaTable.forPath(spark, path)).orderBy(F.desc("version"))
 
 
-def write_id(identity: Mapping[str, object], mode: str, table_version: int | None) -> WriteId:
+def write_id(identity: Mapping[str, object], mode: SinkMode, table_version: int | None) -> WriteId:
     """The idempotent-write key of one logical write: its identity (job, config, inputs, range) hashed.
 
     Append and merge use version 0, so the same identity is applied once, ever. An overwrite is keyed
@@ -96,11 +98,11 @@ def write_id(identity: Mapping[str, object], mode: str, table_version: int | Non
     skipped, and a repeat after someone else's write restores its own rows.
     """
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    version = 0 if mode != "overwrite" or table_version is None else table_version + 1
+    version = 0 if mode != SinkMode.OVERWRITE or table_version is None else table_version + 1
     return WriteId(app_id=f"featurelake-{digest}", version=version)
 
 
-def table_version(spark: SparkSession, path: str) -> int | None:
+def latest_version(spark: SparkSession, path: str) -> int | None:
     """The table's newest version, or None when there is no Delta table at `path`."""
     if not DeltaTable.isDeltaTable(spark, path):
         return None
@@ -155,7 +157,7 @@ def _commit_once(
     df: DataFrame, cfg: SinkConfig, txn: WriteId, metadata: str, replace_where: str | None, evolve: bool
 ) -> None:
     spark = df.sparkSession
-    if cfg.mode == "merge" and DeltaTable.isDeltaTable(spark, cfg.path):
+    if cfg.mode == SinkMode.MERGE and DeltaTable.isDeltaTable(spark, cfg.path):
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.merge_keys)
         merge = DeltaTable.forPath(spark, cfg.path).alias("t").merge(df.alias("s"), condition)
         if evolve:
@@ -163,15 +165,15 @@ def _commit_once(
         with session_commit_conf(spark, metadata, txn):
             merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
         return
-    mode = "overwrite" if cfg.mode == "overwrite" else "append"
+    overwrite = cfg.mode == SinkMode.OVERWRITE  # else append (a merge into no table yet creates it)
     if cfg.cluster_by:
         if not DeltaTable.isDeltaTable(spark, cfg.path):
             _create_clustered(spark, df, cfg)
         # A plain overwrite would replace the table's clustering; a predicate overwrite keeps it.
-        replace_where = replace_where or ("true" if mode == "overwrite" else None)
+        replace_where = replace_where or ("true" if overwrite else None)
     writer = (
         df.write.format("delta")
-        .mode(mode)
+        .mode("overwrite" if overwrite else "append")  # Spark save modes
         .options(**ROW_TRACKING)
         .option("userMetadata", metadata)
         .option("txnAppId", txn.app_id)
@@ -179,9 +181,9 @@ def _commit_once(
     )
     if cfg.partition_by:
         writer = writer.partitionBy(*cfg.partition_by)
-    if replace_where and mode == "overwrite":
+    if replace_where and overwrite:
         writer = writer.option("replaceWhere", replace_where)
-    elif mode == "overwrite" and cfg.schema_policy == "replace":
+    elif overwrite and cfg.schema_policy == SchemaPolicy.REPLACE:
         writer = writer.option("overwriteSchema", "true")
     if evolve:
         writer = writer.option("mergeSchema", "true")
@@ -237,8 +239,9 @@ def _write_failed(cfg: SinkConfig, err: Exception, message: str, *, retrying: bo
 
 
 def _announce_drift(diff: SchemaDiff, cfg: SinkConfig, full_overwrite: bool) -> None:
-    refused = cfg.schema_policy == "strict" or bool(diff.dropped or diff.retyped)
-    action = "replace" if cfg.schema_policy == "replace" and full_overwrite else "refuse" if refused else "evolve"
+    refused = cfg.schema_policy == SchemaPolicy.STRICT or bool(diff.dropped or diff.retyped)
+    replaced = cfg.schema_policy == SchemaPolicy.REPLACE and full_overwrite
+    action = "replace" if replaced else "refuse" if refused else "evolve"
     emit(
         "schema_drift",
         f"schema of the data written to {cfg.path} differs from the table's: {diff.describe()} ({action})",
@@ -266,28 +269,29 @@ def _write(
     if existing is not None:
         _check_layout(spark, cfg)
         diff = schema_diff(existing.toDF().schema, df.schema)
-        full_overwrite = cfg.mode == "overwrite" and not replace_where
+        full_overwrite = cfg.mode == SinkMode.OVERWRITE and not replace_where
         if not diff.empty:
             _announce_drift(diff, cfg, full_overwrite)
         enforce(cfg.schema_policy, diff, cfg.path, full_overwrite)
-        evolve = bool(diff.added) and not (cfg.schema_policy == "replace" and full_overwrite)
+        evolve = bool(diff.added) and not (cfg.schema_policy == SchemaPolicy.REPLACE and full_overwrite)
     newest = _commits(existing, 1).first() if existing is not None else None
     before = newest["version"] if newest is not None else None
     txn = write_id(identity, cfg.mode, before)
     holds_this_write = newest is not None and (newest["write_id"] or "").split("/")[0] == txn.app_id
-    if cfg.mode == "overwrite" and holds_this_write:  # a repeat while the table still holds this very write
+    if cfg.mode == SinkMode.OVERWRITE and holds_this_write:  # a repeat while the table still holds this very write
         return Commit(cfg.path, newest["version"], newest["rows_written"], skipped=True)
     metadata = json.dumps({**commit_info, "write_id": str(txn)}, sort_keys=True)
-    for attempt in range(cfg.commit_retries + 1):
-        try:
-            _commit_once(df, cfg, txn, metadata, replace_where, evolve)
-            break
-        except CONFLICTS as err:
-            if attempt == cfg.commit_retries:
-                raise
-            message = f"commit conflict on {cfg.path} (attempt {attempt + 1}): {type(err).__name__}; retrying"
-            _write_failed(cfg, err, message, retrying=True)
-            time.sleep(0.2 * 2**attempt)
+
+    def conflict(attempt: int, err: Exception, delay: float) -> None:
+        message = f"commit conflict on {cfg.path} (attempt {attempt}): {type(err).__name__}; retrying in {delay:g} s"
+        _write_failed(cfg, err, message, retrying=True)
+
+    retry_on(
+        lambda: _commit_once(df, cfg, txn, metadata, replace_where, evolve),
+        retryable=lambda err: isinstance(err, CONFLICTS),
+        policy=RetryConfig(attempts=cfg.commit_retries + 1, first_delay_seconds=0.2, max_delay_seconds=5.0),
+        on_retry=conflict,
+    )
     return commit_of(spark, cfg.path, str(txn), before)
 
 

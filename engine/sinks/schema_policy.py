@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.types import StructType
 
+from engine.config.schema import SchemaPolicy
 from engine.errors import FeaturelakeError
 
 
@@ -51,14 +52,14 @@ def schema_diff(table: StructType, incoming: StructType) -> SchemaDiff:
     )
 
 
-def enforce(policy: str, diff: SchemaDiff, path: str, full_overwrite: bool) -> None:
+def enforce(policy: SchemaPolicy, diff: SchemaDiff, path: str, full_overwrite: bool) -> None:
     """Raise SchemaChangeRefused unless `policy` allows `diff`; `replace` applies only to a full overwrite."""
-    if diff.empty or (policy == "replace" and full_overwrite):
+    if diff.empty or (policy == SchemaPolicy.REPLACE and full_overwrite):
         return
-    refused = diff if policy == "strict" else SchemaDiff((), diff.dropped, diff.retyped)
+    refused = diff if policy == SchemaPolicy.STRICT else SchemaDiff((), diff.dropped, diff.retyped)
     if refused.empty:
         return
-    allowed = "no change" if policy == "strict" else "only new columns"
+    allowed = "no change" if policy == SchemaPolicy.STRICT else "only new columns"
     raise SchemaChangeRefused(
         f"sink: schema change refused for {path}: {diff.describe()} "
         f"(schema_policy={policy} allows {allowed}; nothing was written)"

@@ -9,21 +9,18 @@ schema checks run before any data is scanned.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.config.quality import FileSourceConfig
 from engine.errors import ConfigError, SourceError
-from engine.sources.nycflights13 import root_cause
-
-CORRUPT = "_corrupt_record"
-
+from engine.quality.inputs import CORRUPT, SourceData
+from engine.sources.materialize import materialize, root_cause
 
 _TYPES = {
     "tinyint": T.ByteType(),
@@ -85,23 +82,6 @@ def check_source(cfg: FileSourceConfig) -> None:
     declared_schema(cfg)
 
 
-@dataclass(frozen=True)
-class SourceData:
-    """A source read and cached: the rows, their count, and the malformed lines among them."""
-
-    name: str
-    df: DataFrame
-    rows: int
-    malformed: int
-    stored_schema: T.StructType
-
-    @property
-    def well_formed(self) -> DataFrame:
-        if CORRUPT not in self.df.columns:
-            return self.df
-        return self.df.where(F.col(CORRUPT).isNull()).drop(CORRUPT)
-
-
 def _reader(spark: SparkSession, cfg: FileSourceConfig, schema: T.StructType | None) -> DataFrame:
     reader = spark.read.format(cfg.format).options(**cfg.options)
     if cfg.format in ("csv", "json"):
@@ -137,11 +117,7 @@ def stored_schema(spark: SparkSession, cfg: FileSourceConfig) -> T.StructType:
 def read_source(spark: SparkSession, cfg: FileSourceConfig) -> SourceData:
     """Read, cache and count a source in one scan (rows and malformed lines together)."""
     schema = stored_schema(spark, cfg)
-    df = _reader(spark, cfg, declared_schema(cfg)).cache()
-    malformed = F.count(F.col(CORRUPT)) if CORRUPT in df.columns else F.lit(0)
-    try:
-        row = df.agg(F.count(F.lit(1)).alias("rows"), malformed.alias("malformed")).first()
-    except (PySparkException, Py4JJavaError) as err:
-        df.unpersist()
-        raise SourceError(f"cannot read source {cfg.name} ({cfg.format} at {cfg.path}): {root_cause(err)}") from err
-    return SourceData(cfg.name, df, row["rows"], row["malformed"], schema)
+    data = materialize(
+        _reader(spark, cfg, declared_schema(cfg)), cfg.name, location=f"{cfg.format} at {cfg.path}", allow_empty=True
+    )
+    return replace(data, stored_schema=schema)

@@ -16,7 +16,7 @@ from engine.config.schema import TrainingSetConfig
 from engine.errors import ConfigError
 from engine.training.asof import AsOfSpec, as_of_join
 from engine.training.inputs import TimeRange, feature_rows, spine_range
-from engine.versioning.refs import read_version, resolve_version
+from engine.versioning.refs import read_dataframe, resolve_version
 
 SMALL_SPINE_ROWS = 1_000_000  # up to this size, feature rows are first cut to the spine's keys (broadcast)
 
@@ -60,7 +60,7 @@ def training_set(
     broadcast semi-join, so a small spine against large tables sorts only the rows it can use.
     """
     versions = {p.name: p.version for p in pinned}
-    spine = read_version(spark, cfg.spine.path, versions["spine"])
+    spine = read_dataframe(spark, cfg.spine.path, versions["spine"])
     columns = spine_columns(cfg)
     missing = [c for c in columns if c not in spine.columns]
     if missing:

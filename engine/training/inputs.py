@@ -13,7 +13,7 @@ from engine.errors import ConfigError
 from engine.sinks.delta import CORRECTION_COLUMN
 from engine.sinks.table_metadata import table_properties
 from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec
-from engine.versioning.refs import read_version
+from engine.versioning.refs import read_dataframe
 
 _COMMIT_VERSION = "_row_commit_version"
 
@@ -83,7 +83,7 @@ def feature_rows(
     Availability is the event time plus the table's delay, or the commit time for a row flagged as a
     correction. The created time (for ties) is `created_column`, or the row's commit time.
     """
-    table = read_version(spark, cfg.path, version)
+    table = read_dataframe(spark, cfg.path, version)
     features = feature_columns(table, cfg)
     has_flag = CORRECTION_COLUMN in table.columns
     needs_commit_time = has_flag or not cfg.created_column

@@ -54,11 +54,13 @@ def vacuum(
     previous = spark.conf.get(_RETENTION_CHECK, "true")
     spark.conf.set(_RETENTION_CHECK, str(not allow_short_retention).lower())
     try:
+        # `vacuum()` returns an empty frame; a dry run lists the files it will delete.
+        doomed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours:g} HOURS DRY RUN").count()
         with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
-            deleted = table.vacuum(retention_hours).count()
+            table.vacuum(retention_hours)
     finally:
         spark.conf.set(_RETENTION_CHECK, previous)
-    return deleted
+    return doomed
 
 
 def optimize(spark: SparkSession, path: str, zorder_by: list[str], where: str, metadata: dict[str, str]) -> dict:

@@ -64,7 +64,7 @@ def resolve_version(spark: SparkSession, path: str, ref: str) -> int:
     return version
 
 
-def read_version(spark: SparkSession, path: str, version: int | None = None, timestamp: str = "") -> DataFrame:
+def read_dataframe(spark: SparkSession, path: str, version: int | None = None, timestamp: str = "") -> DataFrame:
     """The table as of a version, or as of a time (the newest version committed at or before it)."""
     reader = spark.read.format("delta")
     if version is not None:

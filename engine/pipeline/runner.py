@@ -1,0 +1,191 @@
+"""The job runner: a job is a declared list of stages, and one run context serves every job.
+
+A `Job` names its checks that need no Spark (`prepare`) and its stages. Each `Stage` reads named
+values and writes one: `func(ctx, *values)`. The declared list is what runs, in order (a stage whose
+`when(cfg, values)` is false is skipped), and the run record's `pipeline_definition` is produced from it. The
+runner gives every job the same edges: the MLflow run with the config as params, commit metadata,
+the typed run record (written on failure too), stage timings, spans and metrics, and the cache
+cleared at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+
+from engine.config.schema import FeaturelakeConfig
+from engine.errors import describe
+from engine.pipeline.stages import StageLog, StageRun
+from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run, write_run_record
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("engine.pipeline")
+failures = logging.getLogger("featurelake.failures")  # not a console logger: traces stay in the file
+PREPARED = "prepared"  # the value `Job.prepare` returns, readable by every stage
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: `func(ctx, *[values[name] for name in reads])`, stored as `values[writes]`."""
+
+    name: str
+    func: Callable[..., Any]
+    reads: tuple[str, ...] = ()
+    writes: str | None = None
+    when: Callable[[FeaturelakeConfig, Mapping[str, Any]], bool] | None = None
+    rows: Callable[[Any], int | None] | None = None
+
+    def definition(self) -> dict:
+        return {"stage": self.name, "reads": list(self.reads), "writes": self.writes}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job's declaration: what to check before Spark, its MLflow run name, and its stages."""
+
+    name: str
+    prepare: Callable[[FeaturelakeConfig], Any]
+    stages: tuple[Stage, ...]
+    run_name: Callable[[FeaturelakeConfig, Any], str] = lambda cfg, _: cfg.job.name
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"job {self.name}: stage names repeat: {names}")
+        known = {PREPARED}
+        for stage in self.stages:
+            missing = [r for r in stage.reads if r not in known]
+            if missing:
+                raise ValueError(f"job {self.name}: stage {stage.name} reads {missing} before any stage writes them")
+            if stage.writes:
+                known.add(stage.writes)
+
+    def definition(self) -> list[dict]:
+        return [s.definition() for s in self.stages]
+
+
+@dataclass
+class RunRecord:
+    """The JSON record of one run, written under `job.run_record_dir` and to MLflow, whatever the outcome."""
+
+    job: str
+    run_id: str
+    pipeline_definition: list[dict]
+    status: RunStatus = RunStatus.RUNNING
+    error: str | None = None
+    stages: list[StageRun] = field(default_factory=list)
+    validation_report: dict | None = None
+    reports: dict[str, str] | None = None
+    feature_schema: dict | None = None
+    delta: dict | None = None
+    inputs: list[dict] | None = None
+    features: list[str] | None = None
+    skew: list[dict] | None = None
+    experiment: dict | None = None
+    result: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage may use: the session, the config, the MLflow run, and the record to fill in."""
+
+    spark: SparkSession
+    cfg: FeaturelakeConfig
+    run_id: str
+    commit_info: dict[str, str]
+    record: RunRecord
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished run: its MLflow run, stage timings, record, and every value its stages wrote."""
+
+    job: str
+    run_id: str
+    stages: StageLog
+    record_path: Path
+    values: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+
+def run_job(job: Job, spark: SparkSession, cfg: FeaturelakeConfig, prepared: Any) -> JobResult:
+    """Run the job's stages inside one MLflow run; the record is written on every outcome."""
+    stages = StageLog()
+    values: dict[str, Any] = {PREPARED: prepared}
+    with tracked_run(cfg.tracking, run_name=job.run_name(cfg, prepared)) as run:
+        run_id = run.info.run_id
+        mlflow.log_params(config_params(cfg))
+        record = RunRecord(cfg.job.name, run_id, job.definition())
+        ctx = RunContext(spark, cfg, run_id, commit_metadata(cfg, run_id), record)
+        try:
+            for stage in job.stages:
+                if stage.when is not None and not stage.when(cfg, values):
+                    continue
+                inputs = [values[name] for name in stage.reads]
+                output = stages.run(stage.name, lambda s=stage, i=inputs: s.func(ctx, *i), rows=stage.rows)
+                if stage.writes:
+                    values[stage.writes] = output
+            mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
+            record.status = RunStatus.SUCCEEDED
+        except BaseException as err:
+            record.status, record.error = RunStatus.FAILED, describe(err)
+            raise
+        finally:
+            record.stages = stages.runs
+            spark.catalog.clearCache()
+            try:
+                record_path = write_run_record(cfg.job, run_id, record.to_dict())
+            except Exception:
+                if record.status is not RunStatus.FAILED:
+                    raise
+                log.warning("could not write the run record of failed run %s", run_id, exc_info=True)
+    return JobResult(job.name, run_id, stages, record_path, values)
+
+
+def execute(job: Job, cfg: FeaturelakeConfig, spark: SparkSession | None = None) -> JobResult:
+    """Run a job as one observed pipeline: its checks that need no Spark first, then its stages.
+
+    Without `spark`, the session the config asks for is started (and a local one stopped at the end);
+    a caller that passes its own session keeps it. A failure's trace is logged inside the run, so it
+    carries the run's pipeline id.
+    """
+    from engine.observability.run import observed_pipeline
+
+    with observed_pipeline(cfg.observability, cfg.tracking, cfg.job.name):
+        try:
+            prepared = job.prepare(cfg)
+            if spark is not None:
+                return run_job(job, spark, cfg, prepared)
+            from engine.runtime.session import build_session
+
+            session = build_session(cfg.spark, Path(cfg.job.log_dir))
+            try:
+                return run_job(job, session, cfg, prepared)
+            finally:
+                if cfg.spark.mode == "local":
+                    session.stop()
+        except Exception:
+            failures.error("run failed", exc_info=True)
+            raise
