@@ -1,4 +1,5 @@
-"""One real local SparkSession (with Delta), one MLflow store and one local Ray per test session; temp-dir configs.
+"""One real local SparkSession (with Delta), one MLflow store and one local Ray per test session (each of
+the two pytest-xdist workers is a session of its own, running whole modules); temp-dir configs.
 
 The flights job runs on one week of the real data (`SLICE`): every count a test asserts comes from
 that slice, read with pandas, never from the job under test.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +49,13 @@ def ray_session() -> Iterator[None]:
     """One local Ray for the session: sweeps join it instead of starting their own."""
     import ray
 
-    ray.init(num_cpus=2, configure_logging=False, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        object_store_memory=500 * 2**20,  # the tests' tables are small; the default takes 30% of memory
+        configure_logging=False,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     yield
     ray.shutdown()
 
@@ -85,6 +93,21 @@ def first_run(
     cfg = job_config(tmp, *week_source, SMALL_MODELS, SAMPLE, "observability.tracing.sampling_ratio=1.0")
     with json_log(Path(cfg.job.log_dir) / "featurelake.log"):
         return cfg, execute(FLIGHTS, cfg, spark)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, week_source: list[str]) -> tuple[Path, str]:
+    """`scripts/package` run as a person runs it: the wheel it built and the spark-submit line it printed."""
+    dist = tmp_path_factory.mktemp("dist")
+    out = subprocess.run(
+        [str(REPO / "scripts" / "package"), "--dist", str(dist), "--master", "MASTER", *week_source],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    (wheel,) = [line.removeprefix("wheel: ") for line in lines if line.startswith("wheel: ")]
+    return Path(wheel), lines[-1]
 
 
 def job_config(tmp_path: Path, *overrides: str) -> FeaturelakeConfig:

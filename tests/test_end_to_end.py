@@ -1,19 +1,31 @@
 """The flights job end to end on one week of the real data, with real Delta, MLflow and Ray.
 
 One chain of runs on one output folder: the first run (a session fixture) -> the training set on its
-version 0 -> a rerun (version 1) -> a stale run that serves the last version. Counts come from the
-week as read by pandas."""
+version 0 -> a rerun (version 1) -> a stale run that serves the last version; and the same job on a
+standalone Spark cluster, through the wheel and the spark-submit line `scripts/package` prints,
+writing what the first run wrote. Counts come from the week as read by pandas."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.request import urlopen
 
 import pandas as pd
+import pyspark
 import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
@@ -27,6 +39,9 @@ from engine.observability.metrics import read_textfile
 from engine.pipeline.runner import execute
 from engine.pipeline.training_set import TRAINING_SET
 from tests.conftest import SAMPLE, SMALL_MODELS, job_config, json_log, log_events
+
+SPARK_HOME = Path(pyspark.__file__).parent
+VENV_BIN = Path(sys.executable).parent
 
 
 def test_writes_the_feature_table(spark: SparkSession, first_run, week: pd.DataFrame) -> None:
@@ -236,7 +251,8 @@ def test_training_set_from_the_pinned_version(spark: SparkSession, first_run, we
     assert not any(d["drifted"] for d in result["skew"])  # the serving table is the version it was built from
     record = json.loads(result.record_path.read_text())
     assert record["inputs"] == [asdict(p) for p in result["inputs"]] and record["features"] == features
-    rebuild = job_config(root, "job=training_set", "experiment=none", *_pinned_to_version_0(cfg, root))
+    no_checks = ["experiment=none", "quality.drift.enabled=false"]  # the rebuild is only to be skipped
+    rebuild = job_config(root, "job=training_set", *no_checks, *_pinned_to_version_0(cfg, root))
     again = execute(TRAINING_SET, rebuild, spark)
     assert again["commit"].skipped and again["commit"].version == 0
 
@@ -412,3 +428,94 @@ def test_too_many_malformed_lines_halt_before_any_write(
     report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text())
     (check,) = [c for c in report["checks"] if c["name"] == "flights_malformed_lines"]
     assert check["metric"] == pytest.approx(20 / 400) and check["detail"].startswith("20 of 400 lines malformed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(condition, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
+    """A Spark standalone master and two workers (1 core, 1.5 GiB each) on 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    port, ui = _free_port(), _free_port()
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    master = ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port)]
+    master += ["--webui-port", str(ui)]
+    worker = ["org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}", "--host", "127.0.0.1"]
+    worker += ["--cores", "1", "--memory", "1536m"]
+    daemons = [master] + [
+        [*worker, "--webui-port", str(_free_port()), "--work-dir", str(tmp / f"w{i}")] for i in range(2)
+    ]
+    processes = []
+    try:
+        for i, args in enumerate(daemons):
+            log = (tmp / f"daemon{i}.log").open("w")
+            processes.append(
+                subprocess.Popen(
+                    [spark_class, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+            if i == 0:
+                _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, "master up")
+        status = f"http://127.0.0.1:{ui}/json/"
+        _wait(lambda: json.load(urlopen(status, timeout=2))["aliveworkers"] == 2, "two workers registered")
+        yield f"spark://127.0.0.1:{port}", tmp, ui
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def test_the_default_job_on_a_standalone_cluster_writes_what_local_mode_writes(
+    spark: SparkSession,
+    first_run,
+    week: pd.DataFrame,
+    built: tuple[Path, str],
+    standalone_cluster: tuple[str, Path, int],
+    tmp_path: Path,
+) -> None:
+    local_cfg, _ = first_run
+    master, cluster_dir, ui = standalone_cluster
+    _, printed = built
+    command = shlex.split(printed)
+    assert command[0] == "spark-submit" and "--py-files" in command and "--jars" in command
+    command[0] = str(VENV_BIN / "spark-submit")
+    command[command.index("MASTER")] = master
+    command += ["experiment=none", "spark.shuffle_partitions=4", "spark.app_name=featurelake-cluster-test"]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env["SPARK_HOME"] = str(SPARK_HOME)
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "featurelake run summary" in run.stdout and f"{len(week):,} rows written" in run.stdout
+    assert not re.search(r"\bWARN\b|\bINFO\b", run.stderr), run.stderr[-2000:]  # JVM logging went to the file
+    assert (tmp_path / "output" / "logs" / "spark.log").exists()
+
+    apps = json.load(urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5))["completedapps"]
+    assert [a["name"] for a in apps] == ["featurelake-cluster-test"]
+    executors = [p for worker in ("w0", "w1") for p in (cluster_dir / worker).glob("app-*/*")]
+    assert {p.parts[-3] for p in executors} == {"w0", "w1"}  # both workers ran an executor
+
+    on_cluster = spark.read.format("delta").load(str(tmp_path / "output" / "delta" / "flights_features"))
+    local = spark.read.format("delta").option("versionAsOf", 0).load(local_cfg.sink.path)
+    assert on_cluster.schema == local.schema
+    ours = on_cluster.toPandas().sort_values("flight_id", ignore_index=True)
+    theirs = local.toPandas().sort_values("flight_id", ignore_index=True)
+    assert len(ours) == len(theirs) == len(week)
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-12)

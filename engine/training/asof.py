@@ -94,13 +94,18 @@ def as_of_join(spine: DataFrame, tables: list[tuple[DataFrame, AsOfSpec]], spine
     joined = union.select(
         _SWEEP, _SIDE, _SPINE, *(F.max(v).over(so_far).alias(b) for v, b in zip(values, best, strict=True))
     ).where(F.col(_SIDE) == 1)
+    # The output columns as SQL, parsed by Spark in one call: a training set may have thousands.
     outputs = []
     for b, (_, spec) in zip(best, tables, strict=True):
-        fresh = F.col(f"{b}.{EVENT}").isNotNull() & F.col(_SWEEP).isNotNull()
+        fresh = f"{b}.{EVENT} IS NOT NULL AND {_SWEEP} IS NOT NULL"
         if spec.ttl_seconds is not None:
-            fresh = fresh & (F.col(f"{b}.{EVENT}") >= F.col(_SWEEP) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS"))
+            fresh += f" AND {b}.{EVENT} >= {_SWEEP} - INTERVAL {spec.ttl_seconds} SECONDS"
         outputs += [
-            F.when(fresh, F.col(f"{b}.`{name}`")).alias(out)
+            f"CASE WHEN {fresh} THEN {b}.{_quoted(name)} END AS {_quoted(out)}"
             for name, out in zip(spec.features, spec.output_names, strict=True)
         ]
-    return joined.select(f"{_SPINE}.*", *outputs)
+    return joined.selectExpr(f"{_SPINE}.*", *outputs)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
