@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.config.loader import load_config
+from engine.config.paths import check_table_paths, tables_written
 from engine.errors import ConfigError, FeaturelakeError, first_line
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(overrides)
+        check_table_paths(tables_written(cfg))
         job_for(cfg.job.name)
     except ConfigError as err:
         print(f"error: config: {err}", file=sys.stderr)

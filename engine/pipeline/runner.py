@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 
+from engine.config.paths import check_table_paths, tables_written
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import describe
 from engine.pipeline.stages import StageLog, StageRun
@@ -173,6 +174,7 @@ def execute(job: Job, cfg: FeaturelakeConfig, spark: SparkSession | None = None)
     """
     from engine.observability.run import observed_pipeline
 
+    check_table_paths(tables_written(cfg))
     with observed_pipeline(cfg.observability, cfg.tracking, cfg.job.name):
         try:
             prepared = job.prepare(cfg)

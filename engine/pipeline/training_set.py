@@ -18,7 +18,6 @@ from engine.pipeline.experiment import check_experiment, servable_variants, swee
 from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
 from engine.quality.drift import feature_drift
 from engine.sinks.delta import Commit, write_delta
-from engine.sinks.paths import check_table_paths
 from engine.tracking.mlflow_runs import log_delta_input
 from engine.training.build import PinnedInput, pin_inputs, training_set
 from engine.versioning.refs import missing_local_table
@@ -28,7 +27,6 @@ def prepare(cfg: FeaturelakeConfig) -> TrainingSetConfig:
     """Fail before Spark starts when the training set is not configured or a local input is missing."""
     if cfg.training_set is None:
         raise ConfigError("training_set: no training set selected (training_set=<name>)")
-    check_table_paths({"training_set.output.path": cfg.training_set.output.path})
     tables = [cfg.training_set.spine.path, *(t.path for t in cfg.training_set.feature_tables)]
     for path in tables:
         if missing_local_table(path):

@@ -20,7 +20,6 @@ from engine.quality.states import Outcome
 from engine.quality.validation import Validated, validate
 from engine.resilience.retry import read_resiliently
 from engine.sinks.delta import Commit, write_delta
-from engine.sinks.paths import check_table_paths
 from engine.sources.files import check_source, read_source
 
 
@@ -29,8 +28,6 @@ def prepare(cfg: FeaturelakeConfig) -> ValidateConfig:
     if cfg.validate is None:
         raise ConfigError("validate: no source selected (validate=<name>)")
     spec = cfg.validate
-    tables = {"quality.quarantine_path": cfg.quality.quarantine_path, "quality.metrics_path": cfg.quality.metrics_path}
-    check_table_paths(tables | ({"validate.output_path": spec.output_path} if spec.output_path else {}))
     for source in [spec.source, *spec.references]:
         check_source(source)
     if spec.checks_file:

@@ -38,7 +38,6 @@ from engine.quality.validation import Validated, validate
 from engine.quality.verify import ValidationReport
 from engine.resilience.retry import read_resiliently
 from engine.sinks.delta import Commit, latest_version, write_delta
-from engine.sinks.paths import check_table_paths
 from engine.sources.materialize import materialize
 from engine.tracking.mlflow_runs import log_delta_input, write_json
 
@@ -48,14 +47,7 @@ ID_COLUMNS = ["flight_id", "year", "month", "day", "carrier", "flight", "tailnum
 
 
 def prepare(cfg: FeaturelakeConfig) -> SourceFiles:
-    """Before Spark: the tables can be written, the experiment compiles, the source files exist."""
-    check_table_paths(
-        {
-            "sink.path": cfg.sink.path,
-            "quality.quarantine_path": cfg.quality.quarantine_path,
-            "quality.metrics_path": cfg.quality.metrics_path,
-        }
-    )
+    """Before Spark: the experiment compiles and the source files exist."""
     check_experiment(cfg)
     return locate_sources(cfg.source, cfg.resilience, task=cfg.job.name)
 

@@ -1,12 +1,17 @@
-"""Where a Delta table can live: checked before Spark starts, so a bad path costs no computation."""
+"""Where a Delta table can live: checked with the config, before any job code loads, so a bad path
+costs no computation."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config.schema import FeaturelakeConfig
 
 
 def _local(path: str) -> Path | None:
@@ -31,3 +36,15 @@ def check_table_paths(paths: dict[str, str]) -> None:
             raise ConfigError(f"{key}: {location} lies under the file {existing}, so no Delta table can be made there")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(f"{key}: {location} cannot be written ({existing} is not writable)")
+
+
+def tables_written(cfg: FeaturelakeConfig) -> dict[str, str]:
+    """The Delta tables the selected job writes, by config key."""
+    quality = {"quality.quarantine_path": cfg.quality.quarantine_path, "quality.metrics_path": cfg.quality.metrics_path}
+    if cfg.job.name == "flights":
+        return {"sink.path": cfg.sink.path, **quality, "experiment.variants_path": cfg.experiment.variants_path}
+    if cfg.job.name == "training_set" and cfg.training_set is not None:
+        return {"training_set.output.path": cfg.training_set.output.path}
+    if cfg.job.name == "validate" and cfg.validate is not None:
+        return quality | ({"validate.output_path": cfg.validate.output_path} if cfg.validate.output_path else {})
+    return {}
