@@ -8,19 +8,22 @@ stack traces go to the log file.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.config.loader import load_config
 from engine.config.paths import check_table_paths, tables_written
-from engine.errors import ConfigError, FeaturelakeError, first_line
+from engine.errors import ConfigError, FeaturelakeError, describe, first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from engine.config.schema import FeaturelakeConfig
     from engine.pipeline.runner import Job
+
+failures = logging.getLogger("featurelake.failures")  # not a console logger: traces stay in the file
 
 # Each job's declaration, imported only when that job is selected.
 JOBS = {
@@ -32,10 +35,14 @@ JOBS = {
 }
 
 
-def job_for(name: str) -> Job:
-    """The declaration of job `name`, importing its module only now."""
+def check_job_name(name: str) -> None:
     if name not in JOBS:
         raise ConfigError(f"job.name: '{name}' is not one of {', '.join(JOBS)}")
+
+
+def job_for(name: str) -> Job:
+    """The declaration of job `name`, importing its module only now."""
+    check_job_name(name)
     module, attribute = JOBS[name].split(":")
     return getattr(importlib.import_module(module), attribute)
 
@@ -45,18 +52,28 @@ def run(cfg: FeaturelakeConfig, spark: SparkSession | None = None) -> str:
     from engine.pipeline.runner import execute
     from jobs.summary import summary
 
-    return summary(execute(job_for(cfg.job.name), cfg, spark))
+    result = execute(job_for(cfg.job.name), cfg, spark)
+    try:
+        return summary(result)
+    except Exception:
+        failures.error("the summary of run %s failed", result.run_id, exc_info=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_config(overrides)
+        check_job_name(cfg.job.name)
         check_table_paths(tables_written(cfg))
-        job_for(cfg.job.name)
     except ConfigError as err:
         print(f"error: config: {err}", file=sys.stderr)
         return 2
+    try:  # the job's libraries load now, before logging is set up (MLflow configures its loggers on import)
+        job_for(cfg.job.name)
+    except Exception as err:
+        print(f"error: job {cfg.job.name} cannot be loaded: {describe(err)}", file=sys.stderr)
+        return 1
     from engine.observability.logs import configure_logging
 
     try:

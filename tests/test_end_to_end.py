@@ -396,9 +396,10 @@ def test_a_malformed_line_and_a_future_flight_are_quarantined_and_the_run_goes_o
     spark: SparkSession, tmp_path: Path, first_day: list[str]
 ) -> None:
     bad, future = _malformed(first_day[10]), _in_2031(first_day[20])
-    lines = [bad, future, *first_day[:10], *first_day[11:20], *first_day[21:]]
+    february = _malformed(first_day[30].replace("2013,1,1,", "2013,2,1,", 1))  # not in the slice read
+    lines = [bad, future, february, *first_day[:10], *first_day[11:20], *first_day[21:30], *first_day[31:]]
     source = _flights_folder(tmp_path / "source", lines)
-    cfg = job_config(tmp_path, f"source.path={source}", "experiment=none")
+    cfg = job_config(tmp_path, f"source.path={source}", "source.months=[1]", "experiment=none")
     result = execute(FLIGHTS, cfg, spark)
     report = result["published"].report
     by_name = {c.name: c for c in report.checks}
@@ -412,7 +413,8 @@ def test_a_malformed_line_and_a_future_flight_are_quarantined_and_the_run_goes_o
     (moved,) = [json.loads(r) for r, f in records if "flights_not_in_future" in f]
     assert moved["year"] == 2031
     written = spark.read.format("delta").load(cfg.sink.path)
-    assert result["commit"].rows_written == written.count() == len(lines) - report.quarantined["flights"]
+    assert february not in set(flights["record"])
+    assert result["commit"].rows_written == written.count() == len(lines) - 1 - report.quarantined["flights"]
     assert written.where("year = 2031").count() == 0
 
 

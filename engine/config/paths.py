@@ -29,9 +29,13 @@ def check_table_paths(paths: dict[str, str]) -> None:
         path = _local(location)
         if path is None:
             continue
-        if path.exists() and not path.is_dir():
+        try:
+            is_file = path.exists() and not path.is_dir()
+            existing = next(p for p in (path, *path.parents) if p.exists())
+        except OSError as err:
+            raise ConfigError(f"{key}: {location} cannot be reached ({err.strerror})") from None
+        if is_file:
             raise ConfigError(f"{key}: {location} is a file, not a folder that can hold a Delta table")
-        existing = next(p for p in (path, *path.parents) if p.exists())
         if not existing.is_dir():
             raise ConfigError(f"{key}: {location} lies under the file {existing}, so no Delta table can be made there")
         if not os.access(existing, os.W_OK | os.X_OK):
@@ -42,7 +46,8 @@ def tables_written(cfg: FeaturelakeConfig) -> dict[str, str]:
     """The Delta tables the selected job writes, by config key."""
     quality = {"quality.quarantine_path": cfg.quality.quarantine_path, "quality.metrics_path": cfg.quality.metrics_path}
     if cfg.job.name == "flights":
-        return {"sink.path": cfg.sink.path, **quality, "experiment.variants_path": cfg.experiment.variants_path}
+        variants = {"experiment.variants_path": cfg.experiment.variants_path} if cfg.experiment.enabled else {}
+        return {"sink.path": cfg.sink.path, **quality, **variants}
     if cfg.job.name == "training_set" and cfg.training_set is not None:
         return {"training_set.output.path": cfg.training_set.output.path}
     if cfg.job.name == "validate" and cfg.validate is not None:

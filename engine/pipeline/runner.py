@@ -148,20 +148,23 @@ def run_job(job: Job, spark: SparkSession, cfg: FeaturelakeConfig, prepared: Any
                 output = stages.run(stage.name, lambda s=stage, i=inputs: s.func(ctx, *i), rows=stage.rows)
                 if stage.writes:
                     values[stage.writes] = output
-            mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
             record.status = RunStatus.SUCCEEDED
         except BaseException as err:
             record.status, record.error = RunStatus.FAILED, describe(err)
             raise
         finally:
             record.stages = stages.runs
-            spark.catalog.clearCache()
             try:
+                mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
                 record_path = write_run_record(cfg.job, run_id, record.to_dict())
             except Exception:
                 if record.status is not RunStatus.FAILED:
                     raise
                 log.warning("could not write the run record of failed run %s", run_id, exc_info=True)
+            try:
+                spark.catalog.clearCache()
+            except Exception:  # a dead session must not hide the run's own error
+                log.warning("could not clear the cache after run %s", run_id, exc_info=True)
     return JobResult(job.name, run_id, stages, record_path, values)
 
 

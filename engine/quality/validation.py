@@ -35,7 +35,7 @@ def malformed_lines(source: SourceData, limit: float) -> CheckResult:
     return CheckResult(
         dataset=source.name,
         name=f"{source.name}_malformed_lines",
-        kind="schema",
+        kind="malformed_lines",
         layer="schema",
         severity="error",
         action=GateAction.HALT_PIPELINE,

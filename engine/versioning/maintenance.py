@@ -55,7 +55,8 @@ def vacuum(
     spark.conf.set(_RETENTION_CHECK, str(not allow_short_retention).lower())
     try:
         # `vacuum()` returns an empty frame; a dry run lists the files it will delete.
-        doomed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours:g} HOURS DRY RUN").count()
+        table_ref = "delta.`" + path.replace("`", "``") + "`"
+        doomed = spark.sql(f"VACUUM {table_ref} RETAIN {retention_hours:.6f} HOURS DRY RUN").count()
         with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
             table.vacuum(retention_hours)
     finally:

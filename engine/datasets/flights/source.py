@@ -124,12 +124,13 @@ def locate_sources(cfg: SourceConfig, resilience: ResilienceConfig | None = None
 def read_flights(spark: SparkSession, path: Path, months: list[int], days: list[str] | None = None) -> DataFrame:
     """Flights of the given months and days (all when empty), typed by FLIGHTS_SCHEMA; `NA` is null."""
     df = _read_csv(spark, path, FLIGHTS_SCHEMA)
-    malformed = F.col(CORRUPT).isNotNull()  # kept whatever its date: it goes to quarantine
-    if months:
-        df = df.where(malformed | F.col("month").isin(months))
+    malformed = F.col(CORRUPT).isNotNull()
+    day = F.make_date("year", "month", "day")
+    if months:  # a malformed line belongs to the slice its date says, or to every slice without one
+        df = df.where(F.col("month").isin(months) | (malformed & F.col("month").isNull()))
     if days:
         first, last = (F.lit(d).cast("date") for d in days)
-        df = df.where(malformed | F.make_date("year", "month", "day").between(first, last))
+        df = df.where(day.between(first, last) | (malformed & day.isNull()))
     return df
 
 
