@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.quality import GateAction, QualityConfig
 from engine.config.schema import SinkConfig, SinkMode
+from engine.pipeline.runner import RunContext
 from engine.quality.events import announce
 from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
 from engine.quality.report import write_reports
@@ -85,3 +86,11 @@ def publish(
         }
     )
     return Published(report, json_path, html_path)
+
+
+def publish_to_run(ctx: RunContext, report: ValidationReport, stem: str) -> Published:
+    """Publish the report and put it, with the paths of its JSON and HTML, in the run record."""
+    published = publish(ctx.spark, report, ctx.cfg.quality, ctx.commit_info, stem)
+    ctx.record.validation_report = published.report.to_dict()
+    ctx.record.reports = {"json": str(published.json_path), "html": str(published.html_path)}
+    return published

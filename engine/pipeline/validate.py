@@ -13,7 +13,7 @@ import mlflow
 from engine.config.quality import FileSourceConfig, ValidateConfig, load_checks_file
 from engine.config.schema import FeaturelakeConfig, SinkConfig, SinkMode
 from engine.errors import ConfigError, ValidationFailed
-from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
+from engine.pipeline.quality import Published, as_of_time, blocking_message, publish_to_run, write_quarantine
 from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
 from engine.quality.inputs import SourceData
 from engine.quality.states import Outcome
@@ -51,11 +51,7 @@ def verify(ctx: RunContext, spec: ValidateConfig, source: SourceData) -> Validat
 
 
 def publish_report(ctx: RunContext, spec: ValidateConfig, validated: Validated) -> Published:
-    stem = f"validate-{spec.source.name}-{ctx.run_id}"
-    published = publish(ctx.spark, validated.report, ctx.cfg.quality, ctx.commit_info, stem)
-    ctx.record.validation_report = published.report.to_dict()
-    ctx.record.reports = {"json": str(published.json_path), "html": str(published.html_path)}
-    return published
+    return publish_to_run(ctx, validated.report, f"validate-{spec.source.name}-{ctx.run_id}")
 
 
 def gate(ctx: RunContext, validated: Validated, published: Published) -> Validated:

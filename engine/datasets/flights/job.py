@@ -28,7 +28,7 @@ from engine.features.catalog import feature_schema
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.observability.events import emit
 from engine.pipeline.experiment import check_experiment, compute_variants, sweep_record
-from engine.pipeline.quality import Published, as_of_time, blocking_message, publish, write_quarantine
+from engine.pipeline.quality import Published, as_of_time, blocking_message, publish_to_run, write_quarantine
 from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
 from engine.quality.drift import feature_drift
 from engine.quality.gates import gates
@@ -91,7 +91,7 @@ def gate(ctx: RunContext, validated: list[Validated]) -> ValidationReport:
     """The merged report; a halting check publishes it and stops the run before any write."""
     report = reduce(ValidationReport.merge, [v.report for v in validated])
     if report.outcome == Outcome.HALT:
-        published = _publish(ctx, report)
+        published = publish_report(ctx, report)
         mlflow.set_tag("status", "validation_failed")
         raise ValidationFailed(blocking_message(published, "nothing was written"))
     return report
@@ -112,6 +112,11 @@ def plan_features(ctx: RunContext, validated: list[Validated]) -> DataFrame:
     return table
 
 
+def _feature_names(ctx: RunContext) -> list[str]:
+    """The features of the table this run plans, from the feature schema `plan_features` recorded."""
+    return [f["name"] for f in (ctx.record.feature_schema or {}).get("features", [])]
+
+
 def compute_write(ctx: RunContext, table: DataFrame, files: SourceFiles) -> Commit:
     """Compute the features while writing them as one Delta commit; log the version to MLflow.
 
@@ -122,7 +127,7 @@ def compute_write(ctx: RunContext, table: DataFrame, files: SourceFiles) -> Comm
     rewrite = replace_range(cfg.features)
     identity = {"job": cfg.job.name, "config_hash": ctx.commit_info["config_hash"], "inputs": files.fingerprint()}
     commit = write_delta(table, cfg.sink, ctx.commit_info, {**identity, "range": rewrite}, replace_where=rewrite)
-    features = [f["name"] for f in (ctx.record.feature_schema or {}).get("features", [])]
+    features = _feature_names(ctx)
     emit(
         "feature_computed",
         f"{len(features)} features for {commit.rows_written:,} rows of {cfg.sink.path}",
@@ -160,22 +165,14 @@ def ml_checks(ctx: RunContext, report: ValidationReport, commit: Commit) -> Vali
         return df.where(rewrite) if rewrite else df
 
     previous = version(commit.version - 1)
-    features = [f["name"] for f in (ctx.record.feature_schema or {}).get("features", [])]
-    names = [f for f in features if f not in cfg.quality.drift.exclude and f in previous.columns]
+    names = [f for f in _feature_names(ctx) if f not in cfg.quality.drift.exclude and f in previous.columns]
     rows = commit.rows_written or None
     drift = feature_drift(version(commit.version), previous, names, cfg.quality.drift, label="label", rows=rows)
     return replace(report, drift=drift)
 
 
-def _publish(ctx: RunContext, report: ValidationReport) -> Published:
-    published = publish(ctx.spark, report, ctx.cfg.quality, ctx.commit_info, f"{ctx.cfg.job.name}-{ctx.run_id}")
-    ctx.record.validation_report = published.report.to_dict()
-    ctx.record.reports = {"json": str(published.json_path), "html": str(published.html_path)}
-    return published
-
-
 def publish_report(ctx: RunContext, report: ValidationReport) -> Published:
-    return _publish(ctx, report)
+    return publish_to_run(ctx, report, f"{ctx.cfg.job.name}-{ctx.run_id}")
 
 
 def serve_cached(ctx: RunContext, report: ValidationReport) -> Commit:
