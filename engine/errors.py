@@ -33,3 +33,7 @@ class ValidationFailed(FeaturelakeError):
 
 class ClusterError(FeaturelakeError):
     """A compute cluster the config names (a Ray address) cannot be reached."""
+
+
+class CheckError(FeaturelakeError):
+    """A data-quality check cannot be evaluated on its data (a missing column, a wrong type, a bad pattern)."""

@@ -41,10 +41,8 @@ def _leaderboard(sweep: SweepResult | None, top: int = 5) -> list[str]:
 
 def _quality(report: ValidationReport) -> list[str]:
     failed = report.failed
-    lines = [
-        f"checks:        {len(report.checks) - len(failed)} passed, {len(failed)} failed"
-        + (f" ({', '.join(f'{c.name} [{c.severity}, {c.action}]' for c in failed)})" if failed else "")
-    ]
+    lines = [f"checks:        {len(report.checks) - len(failed)} passed, {len(failed)} failed (verified with Deequ)"]
+    lines += [f"  failed {c.name} [{c.severity}, {c.action}]: {c.message or c.detail}" for c in failed]
     sampled = sum(1 for c in report.checks if c.decided_by == "sample")
     lines.append(f"               {sampled} decided on a sample, {len(report.checks) - sampled} on the full data")
     if sum(report.malformed.values()) or sum(report.quarantined.values()):
@@ -127,13 +125,16 @@ def _validate(result: JobResult) -> str:
 
 def _suggest(result: JobResult) -> str:
     suggested, source = result["suggested"], result["source"]
-    lines = ["", f"featurelake suggested checks for {source.name} ({suggested.rows:,} rows profiled)"]
+    lines = ["", f"featurelake suggested checks for {source.name} ({suggested.rows:,} rows profiled by Deequ)"]
     lines += [
-        f"  {p.name:<16}{p.type:<10}{p.non_null / max(suggested.rows, 1):>8.1%} complete"
-        f"{p.approx_distinct:>10,} distinct (approx)"
+        f"  {p.name:<16}{p.type:<10}{p.completeness:>8.1%} complete{p.approx_distinct:>10,} distinct (approx)"
         for p in suggested.profiles
     ]
-    lines.append(f"checks:        {len(suggested.checks)} suggested -> {result['path']}")
+    left_out = f"; left out, not holding on this data: {', '.join(suggested.left_out)}" if suggested.left_out else ""
+    lines.append(
+        f"checks:        {len(suggested.checks)} from {len(suggested.suggestions)} Deequ suggestions{left_out} "
+        f"-> {result['path']}"
+    )
     lines.append(f"validate:      scripts/run job=validate validate.checks_file={result['path']}")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ from engine.config.schema import FeaturelakeConfig, SparkConfig
 from engine.datasets.flights.job import FLIGHTS
 from engine.observability.logs import JsonFormatter
 from engine.pipeline.runner import JobResult, execute
+from engine.quality.deequ import stop_callbacks
 from engine.runtime.session import build_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +41,11 @@ SAMPLE = "quality.sample_rows=2000"  # a third of the week, so the sampled layer
 def spark(tmp_path_factory: pytest.TempPathFactory) -> SparkSession:
     cfg = SparkConfig(shuffle_partitions=2, driver_memory="3g", jar_cache=str(REPO / ".cache" / "jars"))
     session = build_session(cfg, tmp_path_factory.mktemp("spark-logs"))
-    yield session
-    session.stop()
+    try:
+        yield session
+    finally:
+        stop_callbacks(session)  # Deequ's assertions call back into Python; once, before Spark stops
+        session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -259,6 +259,25 @@ def test_cli_missing_source_fails_before_spark(cli, tmp_path: Path) -> None:
     assert not (tmp_path / "delta").exists()
 
 
+def test_cli_validate_runs_deequ_checks_and_the_process_exits(tmp_path: Path) -> None:
+    """Deequ calls each check's Python assertion back through py4j's callback server; the process
+    shuts it down once, before Spark stops, and exits (a live one would keep it running)."""
+    result = run_cli(
+        "job=validate",
+        f"quality.report_dir={tmp_path / 'reports'}",
+        f"quality.metrics_path={tmp_path / 'metrics_table'}",
+        f"quality.quarantine_path={tmp_path / 'quarantine'}",
+        "validate.output_path=",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"job.run_record_dir={tmp_path / 'runs'}",
+        *outputs(tmp_path),
+        "spark.driver_memory=1g",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(verified with Deequ)" in result.stdout and result.stderr == ""
+
+
 def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> None:
     """The real entry point in a subprocess: Spark starts, the data error is one line, the trace is in the log."""
     source = tmp_path / "source"

@@ -15,6 +15,7 @@ import pyspark
 import yaml
 
 from engine.config.loader import load_config
+from engine.runtime.jars import load_runtime
 from engine.runtime.package import wheel_name
 from tests.conftest import REPO
 
@@ -57,7 +58,13 @@ def test_the_databricks_bundle_runs_the_wheel_entry_point_with_parameters_the_co
     assert wheel_task["package_name"] == project["name"]
     module, function = project["scripts"][wheel_task["entry_point"]].split(":")
     assert getattr(importlib.import_module(module), function) is importlib.import_module("jobs.run").main
-    assert task["libraries"] == [{"whl": f"./dist/{wheel_name()}"}]
+    deequ = load_runtime().deequ
+    assert task["libraries"] == [
+        {"whl": f"./dist/{wheel_name()}"},
+        {"maven": {"coordinates": deequ, "exclusions": load_runtime().exclusions()}},
+    ]
+    (cluster,) = job["job_clusters"]
+    assert cluster["new_cluster"]["spark_version"].startswith(("15.4.x-scala2.12", "16.4.x-scala2.12"))
     assert bundle["artifacts"]["featurelake_wheel"]["build"] == "scripts/package"
     assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
 

@@ -78,7 +78,7 @@ def test_validation_report_and_run_record(first_run) -> None:
     assert record["validation_report"]["passed"] is True
     assert {c["name"] for c in record["validation_report"]["checks"]} >= {"flight_key_unique", "origin_allowed"}
     assert [s["stage"] for s in record["pipeline_definition"]] == [s.name for s in FLIGHTS.stages]
-    verify = {"stage": "verify", "reads": ["flights", "weather"], "writes": "validated"}
+    verify = {"stage": "verify", "reads": ["prepared", "flights", "weather"], "writes": "validated"}
     assert record["pipeline_definition"][2] == verify
     assert record["status"] == "succeeded" and [s["name"] for s in record["stages"]] == [
         s.name for s in result.stages.runs
@@ -145,9 +145,7 @@ def test_mlflow_run_and_experiment(first_run, week: pd.DataFrame) -> None:
     assert sweep.results[0].score > 0.6  # the best trial learns; a week is too little for every variant to
 
 
-def test_a_variant_needing_a_longer_window_is_computed_once(
-    spark: SparkSession, first_run, week: pd.DataFrame
-) -> None:
+def test_a_variant_needing_a_longer_window_is_computed_once(spark: SparkSession, first_run, week: pd.DataFrame) -> None:
     """long_windows asks for 14-day windows the table lacks: one Delta commit serves both of its trials,
     and the windows it shares with the feature table agree with it row by row."""
     cfg, result = first_run
@@ -175,7 +173,7 @@ def test_the_run_is_observable(first_run, week: pd.DataFrame) -> None:
     is JSON with the run's pipeline id; each stage is a span under the run's span."""
     cfg, result = first_run
     metrics = read_textfile(Path(cfg.observability.metrics.textfile_dir) / "featurelake_flights.prom")
-    (info, _), = metrics["pipeline_run_info"]
+    ((info, _),) = metrics["pipeline_run_info"]
     pipeline_id = info["pipeline_id"]
     buckets = {s["le"]: v for s, v in metrics["pipeline_duration_seconds_bucket"]}
     assert set(buckets) == {"60.0", "300.0", "900.0", "3600.0", "+Inf"} and buckets["+Inf"] == 1

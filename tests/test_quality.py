@@ -14,14 +14,22 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from engine.config.quality import CheckConfig, DriftConfig, FileSourceConfig, QualityConfig, load_checks_file
-from engine.errors import ValidationFailed
+from engine.config.quality import (
+    AnomalyConfig,
+    CheckConfig,
+    DriftConfig,
+    FileSourceConfig,
+    QualityConfig,
+    load_checks_file,
+)
+from engine.config.schema import FeaturelakeConfig
+from engine.errors import CheckError, ConfigError, ValidationFailed
 from engine.pipeline.quality import write_quarantine
 from engine.pipeline.runner import execute
 from engine.pipeline.suggest import SUGGEST_CHECKS
 from engine.pipeline.validate import VALIDATE
 from engine.quality.drift import feature_drift, js_distance, psi
-from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
+from engine.quality.history import anomalies, metric_history, metric_rows, metrics_frame
 from engine.quality.validation import validate
 from engine.quality.verify import verify
 from engine.sources.files import read_source
@@ -173,16 +181,15 @@ def test_every_check_kind_against_pandas(spark: SparkSession, tmp_path: Path) ->
     ]
     report = verify(source.well_formed, "src", checks, FULL, rows=source.rows, as_of=AS_OF, datasets={"people": refs})
     frame = _frame(rows)
-    amount, code, name = frame["amount"].dropna(), frame["code"].dropna(), frame["name"].dropna()
+    amount, name = frame["amount"].dropna(), frame["name"].dropna()
     rule = ((frame["amount"] > 30) & frame["amount"].notna()) | (frame["name"] == "cy")
-    want = {
+    want = {  # Deequ's semantics: see tests/test_checks.py
         "mean": amount.mean(),
-        "sd": amount.std(ddof=1),
-        "q90": sorted(amount)[math.ceil(0.9 * len(amount)) - 1],
-        "pattern": code.str.match(r"^[A-Z]{2}[0-9]$").mean(),
+        "sd": amount.std(ddof=0),
+        "pattern": frame["code"].str.match(r"^[A-Z]{2}[0-9]$").fillna(False).astype(bool).mean(),
         "rule": rule.mean(),
-        "ref": name.isin(["ann", "bob"]).mean(),
-        "nonneg": (amount >= 0).mean(),
+        "ref": 1 - name[~name.isin(["ann", "bob"])].nunique() / len(name),  # distinct keys missing, over rows
+        "nonneg": (frame["amount"].isna() | (frame["amount"] >= 0)).mean(),
         "fresh": (AS_OF - frame["seen"].max()).total_seconds(),
         "size": 500.0,
         "unique": (frame.groupby("id")["id"].transform("size") == 1).mean(),
@@ -190,6 +197,8 @@ def test_every_check_kind_against_pandas(spark: SparkSession, tmp_path: Path) ->
     got = {c.name: c for c in report.checks}
     for check_name, value in want.items():
         assert got[check_name].metric == pytest.approx(value, rel=1e-9), check_name
+    rank = (amount <= got["q90"].metric).mean()  # Deequ's approximate quantile: within 1% of rank
+    assert got["q90"].metric in set(amount) and 0.89 <= rank <= 0.91 + 1 / len(amount)
     assert {c.name for c in report.failed} == {"size", "unique"}  # 500 > 499 rows; id 3 repeats
     assert all(c.decided_by == "full" and c.interval is None for c in report.checks)
 
@@ -221,9 +230,9 @@ def test_sample_decides_clear_cases_and_full_data_decides_borderline_ones(spark:
     assert [sampled[n].status for n in ("clear_pass", "clear_fail", "mean_pass")] == ["passed", "failed", "passed"]
 
 
-def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_path: Path) -> None:
-    spark.createDataFrame(_rows(50), SCHEMA).drop("code").write.parquet(str(tmp_path / "src"))
-    cfg = job_config(
+def validate_parquet(tmp_path: Path, checks: str) -> FeaturelakeConfig:
+    """`job=validate` of the parquet folder `tmp_path/src` with the given checks (YAML list)."""
+    return job_config(
         tmp_path,
         "job=validate",
         f"validate.source.path={tmp_path / 'src'}",
@@ -231,7 +240,15 @@ def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_pa
         f"validate.source.schema='{SCHEMA}'",
         "validate.source.options={}",
         f"validate.output_path={tmp_path / 'delta' / 'validated'}",
-        "validate.checks=[{name: cols, kind: schema, columns: [id, name, amount, code]},"
+        f"validate.checks={checks}",
+    )
+
+
+def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_path: Path) -> None:
+    spark.createDataFrame(_rows(50), SCHEMA).drop("code").write.parquet(str(tmp_path / "src"))
+    cfg = validate_parquet(
+        tmp_path,
+        "[{name: cols, kind: schema, columns: [id, name, amount, code]},"
         "{name: amount_complete, kind: completeness, columns: [amount]}]",
     )
     with pytest.raises(ValidationFailed, match="1 blocking check\\(s\\) failed: cols; nothing was written"):
@@ -243,6 +260,26 @@ def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_pa
         ("cols", "failed", "missing column code"),
         ("amount_complete", "skipped", "a schema check halted"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("check", "problem"),
+    [
+        ("{name: name_mean, kind: mean, columns: [name], min: 0, max: 1}", "name_mean: Deequ cannot evaluate it: "),
+        ("{name: amount_pattern, kind: pattern, columns: [amount], pattern: '^1'}", "amount_pattern: Deequ cannot"),
+        ("{name: gone, kind: completeness, columns: [nope]}", "gone: Deequ cannot evaluate it: "),
+    ],
+)
+def test_a_check_deequ_cannot_evaluate_fails_in_one_line_before_any_write(
+    spark: SparkSession, tmp_path: Path, check: str, problem: str
+) -> None:
+    """A mean of strings, a pattern on numbers, a missing column: one line naming the check, nothing written."""
+    spark.createDataFrame(_rows(50), SCHEMA).write.parquet(str(tmp_path / "src"))
+    cfg = validate_parquet(tmp_path, f"[{{name: amount_complete, kind: completeness, columns: [amount]}}, {check}]")
+    with pytest.raises(CheckError) as err:
+        execute(VALIDATE, cfg, spark)
+    assert str(err.value).startswith(f"check {problem}") and "\n" not in str(err.value)
+    assert not (tmp_path / "delta").exists() and not (tmp_path / "reports").exists()
 
 
 def test_suggested_checks_are_accepted_by_validate(spark: SparkSession, tmp_path: Path) -> None:
@@ -298,7 +335,7 @@ def test_anomalies_compare_with_the_previous_run(spark: SparkSession, tmp_path: 
     halved = spark.createDataFrame([("a",)] * 10 + [(None,)] * 30, "c STRING")
     second = verify(halved, "d", [check], FULL, rows=40, as_of=AS_OF)
     found = anomalies(
-        metric_rows(second, "run2", datetime(2024, 1, 2)), previous_metrics(spark, path, "run2"), QualityConfig()
+        spark, metric_rows(second, "run2", datetime(2024, 1, 2)), metric_history(spark, path, "run2"), AnomalyConfig()
     )
     assert [(a["metric"], a["previous"], a["current"]) for a in found] == [
         ("rows", 100.0, 40.0),
@@ -308,7 +345,7 @@ def test_anomalies_compare_with_the_previous_run(spark: SparkSession, tmp_path: 
 
 def test_times_after_the_as_of_time_are_quarantined_exactly(spark: SparkSession, tmp_path: Path) -> None:
     """`not_in_future`: a time later than the run's as-of time cannot have been observed; such rows go to
-    quarantine (the kind's default action), and its share equals pandas' on the non-null times."""
+    quarantine (the kind's default action); its share, over all rows with nulls complying, equals pandas'."""
     rows = _rows(500)
     source = read_source_of(spark, tmp_path, rows)
     as_of = datetime(2024, 1, 4)
@@ -319,6 +356,28 @@ def test_times_after_the_as_of_time_are_quarantined_exactly(spark: SparkSession,
     future = int((seen > as_of).sum())
     (result,) = validated.report.checks
     assert 0 < future < len(rows)
-    assert result.status == "failed" and result.metric == pytest.approx((seen.dropna() <= as_of).mean(), rel=1e-12)
+    assert result.status == "failed"
+    assert result.metric == pytest.approx((seen.isna() | (seen <= as_of)).mean(), rel=1e-12)
     assert result.quarantined == future == validated.report.quarantined["src"]
     assert validated.passed_rows == len(rows) - future  # a null time is not in the future
+
+
+def test_anomaly_strategies_are_deequs_and_selectable(spark: SparkSession) -> None:
+    """The newest row count against its history (oldest first), judged by each Deequ strategy."""
+    current = [("run4", datetime(2024, 1, 4), "d", "rows", "rows", 130.0)]
+    history = {("d", "rows"): [100.0, 104.0, 98.0]}
+
+    def found(**anomaly: object) -> list[str]:
+        return [a["strategy"] for a in anomalies(spark, current, history, AnomalyConfig(**anomaly))]
+
+    assert found() == []  # 130 / 98 is within the default [0.5, 2]
+    assert found(strategy="relative_rate_of_change", lower=0.9, upper=1.1) == ["relative_rate_of_change"]
+    assert found(strategy="absolute_change", lower=-10, upper=10) == ["absolute_change"]  # +32
+    assert found(strategy="absolute_change", lower=-40, upper=40) == []
+    # online: the running mean and deviation take in the newest point; batch: only the history before it
+    assert found(strategy="online_normal", lower=1, upper=1) == ["online_normal"]
+    assert found(strategy="online_normal", lower=3, upper=3) == []
+    assert found(strategy="batch_normal", lower=3, upper=3) == ["batch_normal"]
+    assert found(strategy="simple_thresholds", lower=0, upper=120) == ["simple_thresholds"]
+    with pytest.raises(ConfigError, match=r"^quality.anomaly.strategy: 'nope' is not one of relative_rate_of_change"):
+        AnomalyConfig(strategy="nope")

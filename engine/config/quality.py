@@ -20,7 +20,14 @@ from engine.config.durations import duration_seconds
 from engine.errors import ConfigError, first_line
 
 RATIO_KINDS = (
-    "completeness", "allowed_values", "range", "non_negative", "pattern", "satisfies", "references", "not_in_future"
+    "completeness",
+    "allowed_values",
+    "range",
+    "non_negative",
+    "pattern",
+    "satisfies",
+    "references",
+    "not_in_future",
 )
 BOUND_KINDS = ("size", "mean", "stddev", "quantile", "freshness")
 CHECK_KINDS = ("schema", "unique", *RATIO_KINDS, *BOUND_KINDS)
@@ -58,7 +65,15 @@ _DEFAULT_ACTION = {
     "freshness": GateAction.USE_CACHED_FEATURES,
 }
 _SINGLE_COLUMN = (
-    "allowed_values", "range", "non_negative", "pattern", "mean", "stddev", "quantile", "freshness", "not_in_future"
+    "allowed_values",
+    "range",
+    "non_negative",
+    "pattern",
+    "mean",
+    "stddev",
+    "quantile",
+    "freshness",
+    "not_in_future",
 )
 
 
@@ -202,14 +217,49 @@ class DriftConfig:
             raise ConfigError(f"quality.drift.bins: {self.bins} is not within 2..100")
 
 
+ANOMALY_STRATEGIES = (
+    "relative_rate_of_change",
+    "absolute_change",
+    "online_normal",
+    "batch_normal",
+    "simple_thresholds",
+)
+
+
+@dataclass
+class AnomalyConfig:
+    """Which Deequ anomaly strategy judges each tracked metric against its history, with its two bounds.
+
+    - `relative_rate_of_change` (default): current/previous outside [`lower`, `upper`];
+    - `absolute_change`: current - previous outside [`lower`, `upper`];
+    - `online_normal`, `batch_normal`: more than `lower` (below) or `upper` (above) standard deviations
+      from the history's mean;
+    - `simple_thresholds`: the value itself outside [`lower`, `upper`].
+    """
+
+    strategy: str = "relative_rate_of_change"
+    lower: float = 0.5
+    upper: float = 2.0
+
+    def __post_init__(self) -> None:
+        key = "quality.anomaly"
+        if self.strategy not in ANOMALY_STRATEGIES:
+            raise ConfigError(f"{key}.strategy: '{self.strategy}' is not one of {', '.join(ANOMALY_STRATEGIES)}")
+        if self.strategy == "relative_rate_of_change" and not 0.0 <= self.lower <= 1.0 <= self.upper:
+            raise ConfigError(f"{key}: a relative rate of change needs 0 <= lower <= 1 <= upper")
+        if self.strategy in ("online_normal", "batch_normal") and min(self.lower, self.upper) < 0:
+            raise ConfigError(f"{key}: deviation factors lower and upper cannot be negative")
+        if self.lower > self.upper and self.strategy in ("absolute_change", "simple_thresholds"):
+            raise ConfigError(f"{key}: lower {self.lower} is above upper {self.upper}")
+
+
 @dataclass
 class QualityConfig:
     """How checks run: the sample, its confidence, the run's as-of time, and where results go.
 
     `as_of` (ISO time, empty for now) is the time freshness is measured against. Malformed lines go
-    to quarantine; above `max_malformed_share` of a source's lines they halt the run instead. Anomalies compare
-    a metric with the previous run's: a ratio current/previous outside
-    [`max_rate_decrease`, `max_rate_increase`] is reported (Deequ's relative-rate-of-change rule).
+    to quarantine; above `max_malformed_share` of a source's lines they halt the run instead. Anomalies
+    judge each tracked metric against the metrics history with a Deequ strategy (`anomaly`); they warn.
     """
 
     sample_rows: int = 10_000
@@ -219,8 +269,7 @@ class QualityConfig:
     report_dir: str = "output/reports"
     quarantine_path: str = "output/delta/quarantine"
     metrics_path: str = "output/delta/quality_metrics"
-    max_rate_decrease: float = 0.5
-    max_rate_increase: float = 2.0
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     max_malformed_share: float = 0.01
     drift: DriftConfig = field(default_factory=DriftConfig)
 
@@ -236,8 +285,6 @@ class QualityConfig:
                 raise ConfigError(f"quality.as_of: '{self.as_of}' is not an ISO date-time") from err
         if not 0.0 <= self.max_malformed_share <= 1.0:
             raise ConfigError(f"quality.max_malformed_share: {self.max_malformed_share} is not within 0..1")
-        if not 0.0 <= self.max_rate_decrease <= 1.0 <= self.max_rate_increase:
-            raise ConfigError("quality.max_rate_decrease must be within 0..1 and max_rate_increase at least 1")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from engine.config.quality import GateAction, QualityConfig
 from engine.config.schema import SinkConfig, SinkMode
 from engine.pipeline.runner import RunContext
 from engine.quality.events import announce
-from engine.quality.history import anomalies, metric_rows, metrics_frame, previous_metrics
+from engine.quality.history import anomalies, metric_history, metric_rows, metrics_frame
 from engine.quality.report import write_reports
 from engine.quality.states import Outcome
 from engine.quality.validation import Validated
@@ -66,7 +66,9 @@ def publish(
     run_id = commit_info["run_id"]
     current = metric_rows(report, run_id, datetime.now(UTC).replace(tzinfo=None))
     report = replace(
-        report, anomalies=report.anomalies + anomalies(current, previous_metrics(spark, cfg.metrics_path, run_id), cfg)
+        report,
+        anomalies=report.anomalies
+        + anomalies(spark, current, metric_history(spark, cfg.metrics_path, run_id), cfg.anomaly),
     )
     metrics_sink = SinkConfig(path=cfg.metrics_path, mode=SinkMode.APPEND)
     write_delta(metrics_frame(spark, current), metrics_sink, commit_info, {"metrics_of_run": run_id})

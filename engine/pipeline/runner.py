@@ -183,12 +183,14 @@ def execute(job: Job, cfg: FeaturelakeConfig, spark: SparkSession | None = None)
             prepared = job.prepare(cfg)
             if spark is not None:
                 return run_job(job, spark, cfg, prepared)
+            from engine.quality.deequ import stop_callbacks
             from engine.runtime.session import build_session
 
             session = build_session(cfg.spark, Path(cfg.job.log_dir))
             try:
                 return run_job(job, session, cfg, prepared)
             finally:
+                stop_callbacks(session)  # once, before Spark stops: a live callback server blocks the exit
                 if cfg.spark.mode == "local":
                     session.stop()
         except Exception:

@@ -44,4 +44,3 @@ class StageLog:
 
     def to_list(self) -> list[dict]:
         return [asdict(r) for r in self.runs]
-

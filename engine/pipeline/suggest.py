@@ -1,6 +1,9 @@
-"""`job=suggest_checks`: profile a source and write a starter checks YAML for `job=validate`.
+"""`job=suggest_checks`: profile a source with Deequ and write a starter checks YAML for `job=validate`.
 
-The file holds the source and its suggested checks; run it with
+Deequ's column profiler and constraint suggestion propose the checks; each is then verified on
+the same data (with Deequ), and one that does not hold there (an approximately unique key that is
+not unique) is left out, so the file passes on the data it came from. The file holds the source and
+its checks; run it with
 `scripts/run job=validate validate.checks_file=<file>` (same source), or copy it under conf/validate/.
 """
 
@@ -11,23 +14,27 @@ from pathlib import Path
 
 import yaml
 
-from engine.config.quality import SuggestConfig
+from engine.config.quality import CheckConfig, SuggestConfig
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError
+from engine.pipeline.quality import as_of_time
 from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
 from engine.quality.inputs import SourceData
-from engine.quality.profile import ColumnProfile, profile, suggest
+from engine.quality.profile import ColumnProfile, Suggestion, baseline, run_suggestions
+from engine.quality.verify import verify
 from engine.resilience.retry import read_resiliently
 from engine.sources.files import check_source, read_source
 
 
 @dataclass(frozen=True)
 class Suggested:
-    """The profiled rows, each column's profile, and the checks suggested from them."""
+    """The profiled rows, each column's profile, Deequ's suggestions, and the checks that hold."""
 
     rows: int
     profiles: list[ColumnProfile]
+    suggestions: list[Suggestion]
     checks: list[dict]
+    left_out: list[str]
 
 
 def prepare(cfg: FeaturelakeConfig) -> SuggestConfig:
@@ -43,10 +50,22 @@ def read(ctx: RunContext, spec: SuggestConfig) -> SourceData:
 
 
 def profile_source(ctx: RunContext, spec: SuggestConfig, source: SourceData) -> Suggested:
-    """Profile the well-formed rows and suggest a check per column property that holds."""
+    """Profile the well-formed rows with Deequ, turn its suggestions into checks, keep those that hold."""
     rows = source.rows - source.malformed
-    profiles = profile(source.well_formed, rows, spec.max_allowed_values)
-    return Suggested(rows, profiles, suggest(profiles, rows, spec.source.name))
+    profiles, suggestions, _ = run_suggestions(source.well_formed)
+    proposed: dict[str, dict] = {}
+    for check in [*baseline(profiles, spec.source.name), *(s.check for s in suggestions if s.check)]:
+        too_many = check["kind"] == "allowed_values" and len(check["values"]) > spec.max_allowed_values
+        if not too_many:
+            proposed.setdefault(check["name"], check)
+    configs = [CheckConfig(**check) for check in proposed.values()]
+    report = verify(
+        source.well_formed, spec.source.name, configs, ctx.cfg.quality, rows=rows, as_of=as_of_time(ctx.cfg.quality)
+    )
+    failed = {c.name for c in report.failed}
+    kept = [c for name, c in proposed.items() if name not in failed]
+    ctx.record.result = {"suggested": len(suggestions), "left_out": sorted(failed)}
+    return Suggested(rows, profiles, suggestions, kept, sorted(failed))
 
 
 def write_checks(ctx: RunContext, spec: SuggestConfig, suggested: Suggested) -> Path:
@@ -60,7 +79,12 @@ def write_checks(ctx: RunContext, spec: SuggestConfig, suggested: Suggested) -> 
         + yaml.safe_dump(content, sort_keys=False, width=120)
     )
     partial.replace(path)
-    ctx.record.result = {"checks_file": str(path), "checks": len(suggested.checks)}
+    ctx.record.result = {
+        "checks_file": str(path),
+        "checks": len(suggested.checks),
+        "deequ_suggestions": len(suggested.suggestions),
+        "left_out": suggested.left_out,
+    }
     return path
 
 

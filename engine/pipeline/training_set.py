@@ -61,9 +61,7 @@ def compute_write(
     return commit
 
 
-def skew(
-    ctx: RunContext, spec: TrainingSetConfig, commit: Commit, planned: tuple[DataFrame, list[str]]
-) -> list[dict]:
+def skew(ctx: RunContext, spec: TrainingSetConfig, commit: Commit, planned: tuple[DataFrame, list[str]]) -> list[dict]:
     found = serving_skew(ctx.spark, spec, commit, planned[1], ctx.cfg.quality.drift)
     ctx.record.skew = found
     mlflow.log_metric("features_skewed", sum(1 for d in found if d["drifted"]))

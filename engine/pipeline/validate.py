@@ -47,7 +47,16 @@ def verify(ctx: RunContext, spec: ValidateConfig, source: SourceData) -> Validat
     """The source's checks; the reference sources serve its referential checks."""
     references = {r.name: _read(ctx, r).well_formed for r in spec.references}
     as_of = as_of_time(ctx.cfg.quality)
-    return validate(source, list(spec.checks), ctx.cfg.quality, run_id=ctx.run_id, as_of=as_of, datasets=references)
+    origin = spec.source.path + (f" @ version {spec.source.version}" if spec.source.version is not None else "")
+    return validate(
+        source,
+        list(spec.checks),
+        ctx.cfg.quality,
+        run_id=ctx.run_id,
+        as_of=as_of,
+        datasets=references,
+        origin=f"{spec.source.format} {origin}",
+    )
 
 
 def publish_report(ctx: RunContext, spec: ValidateConfig, validated: Validated) -> Published:

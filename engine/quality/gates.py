@@ -17,8 +17,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from engine.config.quality import CheckConfig, GateAction
+from engine.quality.deequ import row_predicate
 from engine.quality.inputs import CORRUPT
-from engine.quality.measures import row_predicate
 from engine.quality.states import Outcome
 from engine.quality.verify import CheckResult, ValidationReport
 

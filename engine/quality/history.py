@@ -1,21 +1,24 @@
-"""The metrics repository: every run's check metrics in a Delta table, and anomalies across runs.
+"""The metrics repository: every run's Deequ metrics in a Delta table, and Deequ's anomaly detection on it.
 
 Each run appends its metrics (one row per check, plus each dataset's row count). Before the
-append, the row counts and completeness metrics are compared with the previous run's: a ratio
-current/previous outside [max_rate_decrease, max_rate_increase] is an anomaly, as Deequ's
-relative-rate-of-change strategy defines it. Anomalies warn; they do not block.
+append, each tracked metric's history (row counts and completeness, oldest first) with the run's
+value appended goes to the configured Deequ anomaly strategy, which judges the newest point.
+Anomalies warn; they do not block. A Delta table rather than Deequ's JSON file repository, so the
+history is versioned, appended atomically, and readable with SQL like every other output.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession, Window
+from py4j.java_gateway import JavaObject
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from engine.config.quality import QualityConfig
+from engine.config.quality import AnomalyConfig
 from engine.quality.verify import ValidationReport
 
 METRICS_SCHEMA = T.StructType(
@@ -29,6 +32,7 @@ METRICS_SCHEMA = T.StructType(
     ]
 )
 TRACKED_KINDS = ("rows", "completeness")
+_DEEQU_LABEL = re.compile(r"^\[\w+\]: ")
 
 
 def metric_rows(report: ValidationReport, run_id: str, recorded_at: datetime) -> list[tuple]:
@@ -44,40 +48,67 @@ def metrics_frame(spark: SparkSession, rows: list[tuple]) -> DataFrame:
     return spark.createDataFrame(rows, METRICS_SCHEMA)
 
 
-def previous_metrics(spark: SparkSession, path: str, run_id: str) -> dict[tuple[str, str], float]:
-    """The newest earlier value of every tracked (dataset, metric); empty when there is no history."""
+def metric_history(spark: SparkSession, path: str, run_id: str) -> dict[tuple[str, str], list[float]]:
+    """Every earlier value of every tracked (dataset, metric), oldest first; empty when there is no history."""
     if not DeltaTable.isDeltaTable(spark, path):
         return {}
-    newest = Window.partitionBy("dataset", "metric").orderBy(F.desc("recorded_at"))
-    latest = (
+    rows = (
         spark.read.format("delta")
         .load(path)
         .where(F.col("kind").isin(*TRACKED_KINDS) & (F.col("run_id") != run_id))
-        .withColumn("rank", F.row_number().over(newest))
-        .where("rank = 1")
-        .select("dataset", "metric", "value")
+        .groupBy("dataset", "metric")
+        .agg(F.sort_array(F.collect_list(F.struct("recorded_at", "value"))).alias("series"))
+        .collect()
     )
-    return {(r["dataset"], r["metric"]): r["value"] for r in latest.collect()}
+    return {(r["dataset"], r["metric"]): [point["value"] for point in r["series"]] for r in rows}
 
 
-def anomalies(current: list[tuple], previous: dict[tuple[str, str], float], cfg: QualityConfig) -> list[dict]:
-    """Tracked metrics whose rate of change since the previous run is outside the allowed band."""
+def _strategy(jvm: JavaObject, cfg: AnomalyConfig) -> JavaObject:
+    """The Deequ anomaly detection strategy the config names."""
+    from pydeequ import anomaly_detection as D
+
+    low, high = float(cfg.lower), float(cfg.upper)  # Scala unboxes them as doubles
+    strategies = {
+        "relative_rate_of_change": lambda: D.RelativeRateOfChangeStrategy(low, high),
+        "absolute_change": lambda: D.AbsoluteChangeStrategy(low, high),
+        "online_normal": lambda: D.OnlineNormalStrategy(low, high),
+        "batch_normal": lambda: D.BatchNormalStrategy(low, high),
+        "simple_thresholds": lambda: D.SimpleThresholdStrategy(low, high),
+    }
+    return strategies[cfg.strategy]()._set_jvm(jvm)._anomaly_jvm
+
+
+def anomalies(
+    spark: SparkSession, current: list[tuple], history: dict[tuple[str, str], list[float]], cfg: AnomalyConfig
+) -> list[dict]:
+    """Tracked metrics whose newest value Deequ's strategy finds anomalous against their history."""
+    jvm = spark._jvm
+    strategy = _strategy(jvm, cfg)
     found = []
     for _, _, dataset, metric, kind, value in current:
-        before = previous.get((dataset, metric))
-        if kind not in TRACKED_KINDS or before is None or before == 0:
+        before = history.get((dataset, metric), [])
+        if kind not in TRACKED_KINDS or not before or (cfg.strategy == "relative_rate_of_change" and before[-1] == 0):
             continue
-        rate = value / before
-        if not cfg.max_rate_decrease <= rate <= cfg.max_rate_increase:
-            found.append(
-                {
-                    "dataset": dataset,
-                    "metric": metric,
-                    "previous": before,
-                    "current": value,
-                    "rate": rate,
-                    "message": f"{dataset}.{metric} changed from {before:g} to {value:g} (x{rate:.3g}) since the "
-                    f"previous run; allowed x{cfg.max_rate_decrease:g}..x{cfg.max_rate_increase:g}",
-                }
-            )
+        series = jvm.scala.collection.JavaConverters.asScalaBuffer([float(v) for v in [*before, value]]).toVector()
+        detected = jvm.scala.collection.JavaConverters.seqAsJavaList(
+            strategy.detect(series, jvm.scala.Tuple2(len(before), len(before) + 1))
+        )
+        if detected.isEmpty():
+            continue
+        anomaly = detected.get(0)._2()
+        detail = anomaly.detail().get() if anomaly.detail().isDefined() else "anomalous"
+        detail = _DEEQU_LABEL.sub("", detail)  # Deequ labels every rate-of-change strategy AbsoluteChangeStrategy
+        previous = before[-1]
+        found.append(
+            {
+                "dataset": dataset,
+                "metric": metric,
+                "previous": previous,
+                "current": value,
+                "rate": value / previous if previous else None,
+                "strategy": cfg.strategy,
+                "message": f"{dataset}.{metric} changed from {previous:g} to {value:g} since the previous run "
+                f"({cfg.strategy}: {detail})",
+            }
+        )
     return found

@@ -1,79 +1,115 @@
-"""Column profiles and the checks they suggest (the role of Deequ's profiler and suggestion rules).
+"""Column profiles and suggested checks, from Deequ's column profiler and constraint suggestion.
 
-One pass profiles every column (non-null count, approximate distinct count, min, max); one more
-collects the values of low-cardinality columns and the exact distinct counts of key candidates.
-The suggestions are conservative: completeness at the Wilson lower bound of what was seen,
-uniqueness only when exact, allowed values only for small sets, non-negativity when min >= 0.
+Deequ's default rules and its key rule (unique if approximately unique) run on the data (they
+profile it first); each suggestion becomes a check in
+the checks YAML's shape, by the rule that made it. The schema check (the types as stored) and a
+size check are added, since Deequ suggests neither.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass
 
+from py4j.java_gateway import JavaObject
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from engine.quality.intervals import wilson, z_score
+from engine.quality.deequ import deequ_sql
 
-NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
-DISCRETE = (T.StringType, T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.BooleanType)
+_THRESHOLD = re.compile(r"_ >= ([0-9.eE+-]+)")
+_VALUES = re.compile(r"Array\((.*)\)", re.S)
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+NULL_VALUE = "NullValue"  # the histogram key Deequ gives nulls
 
 
 @dataclass(frozen=True)
 class ColumnProfile:
+    """What Deequ's profiler found for one column."""
+
     name: str
     type: str
-    non_null: int
+    completeness: float
     approx_distinct: int
-    minimum: float | None
-    maximum: float | None
     values: list[str] | None
-    distinct: int | None
 
 
-def profile(df: DataFrame, rows: int, max_values: int) -> list[ColumnProfile]:
-    """Profile every column of `df` (`rows` rows) in two aggregations."""
-    fields = df.schema.fields
-    numeric = {f.name for f in fields if isinstance(f.dataType, NUMERIC)}
-    aggregates = []
-    for i, f in enumerate(fields):
-        column = F.col(f.name)
-        aggregates += [F.count(column).alias(f"n{i}"), F.approx_count_distinct(column).alias(f"d{i}")]
-        if f.name in numeric:
-            aggregates += [F.min(column).cast("double").alias(f"lo{i}"), F.max(column).cast("double").alias(f"hi{i}")]
-    first = df.agg(*aggregates).first()
-    small = [f for i, f in enumerate(fields) if isinstance(f.dataType, DISCRETE) and first[f"d{i}"] <= max_values]
-    keys = [f for i, f in enumerate(fields) if first[f"n{i}"] == rows and first[f"d{i}"] >= 0.97 * rows]
-    second = (
-        df.agg(
-            *[F.collect_set(F.col(f.name).cast("string")).alias(f"v_{f.name}") for f in small],
-            *[F.count_distinct(F.col(f.name)).alias(f"u_{f.name}") for f in keys],
-        ).first()
-        if small or keys
-        else None
+@dataclass(frozen=True)
+class Suggestion:
+    """One of Deequ's suggestions: the rule that made it, its Scala code and the check it becomes."""
+
+    rule: str
+    code: str
+    check: dict | None
+
+
+def _scala_list(jvm: JavaObject, seq: JavaObject) -> list:
+    return list(jvm.scala.collection.JavaConverters.seqAsJavaList(seq))
+
+
+def _scala_dict(jvm: JavaObject, mapping: JavaObject) -> dict:
+    return dict(jvm.scala.collection.JavaConverters.mapAsJavaMap(mapping))
+
+
+def run_suggestions(df: DataFrame) -> tuple[list[ColumnProfile], list[Suggestion], int]:
+    """Deequ's profiles and suggestions for `df` (its default rules and the key rule), and how many rows were
+    profiled."""
+    jvm = df.sparkSession._jvm
+    deequ = jvm.com.amazon.deequ.suggestions
+    builder = (
+        deequ.ConstraintSuggestionRunBuilder(df._jdf)
+        .addConstraintRules(deequ.Rules.DEFAULT())
+        .addConstraintRule(deequ.rules.UniqueIfApproximatelyUniqueRule())
     )
+    with deequ_sql(df.sparkSession):
+        result = builder.run()
+    types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
     profiles = []
-    for i, f in enumerate(fields):
+    for name, profile in _scala_dict(jvm, result.columnProfiles()).items():
+        histogram = profile.histogram()
+        values = None
+        if histogram.isDefined():
+            keys = _scala_dict(jvm, histogram.get().values()).keys()
+            values = sorted(str(k) for k in keys if k != NULL_VALUE)
         profiles.append(
             ColumnProfile(
-                name=f.name,
-                type=f.dataType.simpleString(),
-                non_null=first[f"n{i}"],
-                approx_distinct=first[f"d{i}"],
-                minimum=first[f"lo{i}"] if f.name in numeric else None,
-                maximum=first[f"hi{i}"] if f.name in numeric else None,
-                values=sorted(second[f"v_{f.name}"]) if f in small else None,
-                distinct=second[f"u_{f.name}"] if f in keys else None,
+                name, types.get(name, ""), profile.completeness(), profile.approximateNumDistinctValues(), values
             )
         )
-    return profiles
+    profiles.sort(key=lambda p: list(types).index(p.name) if p.name in types else len(types))
+    suggestions = []
+    for column, found in _scala_dict(jvm, result.constraintSuggestions()).items():
+        for suggestion in _scala_list(jvm, found):
+            rule = suggestion.suggestingRule().getClass().getSimpleName()
+            code = suggestion.codeForConstraint()
+            suggestions.append(Suggestion(rule, code, as_check(rule, code, column)))
+    return profiles, suggestions, result.numRecordsUsedForProfiling()
 
 
-def suggest(profiles: list[ColumnProfile], rows: int, source: str) -> list[dict]:
-    """Checks that hold on the profiled data, as plain dicts in the checks YAML's shape."""
-    checks: list[dict] = [
+def as_check(rule: str, code: str, column: str) -> dict | None:
+    """The check a Deequ suggestion becomes, or None for a rule with no check kind here (inferred types)."""
+    threshold = _THRESHOLD.search(code)
+    if rule == "CompleteIfCompleteRule":
+        return {"name": f"{column}_complete", "kind": "completeness", "columns": [column], "threshold": 1.0}
+    if rule == "RetainCompletenessRule" and threshold:
+        bound = float(threshold[1])
+        return {"name": f"{column}_completeness", "kind": "completeness", "columns": [column], "threshold": bound}
+    if rule == "UniqueIfApproximatelyUniqueRule":
+        return {"name": f"{column}_unique", "kind": "unique", "columns": [column]}
+    if rule in ("CategoricalRangeRule", "FractionalCategoricalRangeRule"):
+        listed = _VALUES.search(code)
+        values = [v.encode().decode("unicode_escape") for v in _STRING.findall(listed[1])] if listed else []
+        if not values:
+            return None
+        check = {"name": f"{column}_allowed", "kind": "allowed_values", "columns": [column], "values": values}
+        return check | ({"threshold": float(threshold[1])} if threshold else {})
+    if rule == "NonNegativeNumbersRule":
+        return {"name": f"{column}_non_negative", "kind": "non_negative", "columns": [column]}
+    return None
+
+
+def baseline(profiles: list[ColumnProfile], source: str) -> list[dict]:
+    """The checks Deequ does not suggest: the columns with their stored types, and at least one row."""
+    return [
         {
             "name": f"{source}_columns",
             "kind": "schema",
@@ -82,22 +118,3 @@ def suggest(profiles: list[ColumnProfile], rows: int, source: str) -> list[dict]
         },
         {"name": f"{source}_size", "kind": "size", "min": 1},
     ]
-    z = z_score(0.95)
-    for p in profiles:
-        if rows and p.non_null == rows:
-            checks.append({"name": f"{p.name}_complete", "kind": "completeness", "columns": [p.name], "threshold": 1.0})
-        elif p.non_null:
-            bound = math.floor(wilson(p.non_null, rows, z).low * 100) / 100
-            if bound > 0:
-                checks.append(
-                    {"name": f"{p.name}_completeness", "kind": "completeness", "columns": [p.name], "threshold": bound}
-                )
-        if p.distinct is not None and p.distinct == rows:
-            checks.append({"name": f"{p.name}_unique", "kind": "unique", "columns": [p.name]})
-        if p.values is not None and p.values:
-            checks.append(
-                {"name": f"{p.name}_allowed", "kind": "allowed_values", "columns": [p.name], "values": p.values}
-            )
-        if p.minimum is not None and p.minimum >= 0:
-            checks.append({"name": f"{p.name}_non_negative", "kind": "non_negative", "columns": [p.name]})
-    return checks

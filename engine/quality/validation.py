@@ -56,8 +56,10 @@ def validate(
     run_id: str,
     as_of: datetime,
     datasets: dict[str, DataFrame] | None = None,
+    origin: str = "",
 ) -> Validated:
-    """Verify `source` and apply the quarantine gate; halting and stale gates are the job's to act on."""
+    """Verify `source` (read from `origin`: a path, and version) and apply the quarantine gate; halting and
+    stale gates are the job's to act on."""
     report = verify(
         source.well_formed,
         source.name,
@@ -71,7 +73,13 @@ def validate(
     if source.malformed:
         report = replace(report, checks=[*report.checks, malformed_lines(source, cfg.max_malformed_share)])
     gated = gates(report)
-    report = replace(report, malformed={source.name: source.malformed}, outcome=gated.outcome)
+    report = replace(
+        report,
+        malformed={source.name: source.malformed},
+        outcome=gated.outcome,
+        sources={source.name: origin} if origin else {},
+        run_id=run_id,
+    )
     if report.outcome == Outcome.HALT:
         return Validated(report, source.well_formed, None, 0)
     failed = {c.name for c in gated.quarantine}

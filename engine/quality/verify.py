@@ -1,30 +1,35 @@
-"""Run a dataset's checks in layers, cheapest first, and decide each one with stated confidence.
+"""Run a dataset's checks in layers, cheapest first, on Deequ, and decide each one with stated confidence.
 
-1. schema: columns and types of the source as stored, and primary keys; a failure here that
-   halts skips every later layer.
-2. statistical: one pass over a uniform random sample (Bernoulli, `sample_rows` expected rows).
-   A check passes when its whole interval is inside its bound and fails when the whole interval
-   is outside; a straddling (borderline) check is measured again on the full data.
-3. business: SQL predicates, size, freshness and references, on the full data.
+1. schema: columns and types of the source as stored (the project's own: Deequ has no schema
+   constraint), then primary keys (Deequ's uniqueness); a failure here that halts skips the rest.
+2. statistical: Deequ's analyzers on a uniform random sample (Bernoulli, `sample_rows` expected
+   rows), with the project's confidence intervals on their metrics. A check passes when its whole
+   interval is inside its bound and fails when the whole interval is outside; a straddling
+   (borderline) check is measured again on the full data.
+3. business: SQL predicates, size, freshness and `not_in_future` on the full data, and references
+   (Deequ's referential integrity).
 
-The borderline statistical checks and the business aggregates share one full pass, so a dataset
-costs one sample pass, one full pass, and one grouping per key or reference check.
+The borderline statistical checks and the business checks share one full-data VerificationSuite,
+so a dataset costs one sample pass, one full pass, and one grouping per key or reference check.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from functools import reduce
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.config.quality import BOUND_KINDS, RATIO_KINDS, SAMPLED_KINDS, CheckConfig, GateAction, QualityConfig
-from engine.quality.intervals import Estimate, z_score
-from engine.quality.measures import bounds, compile_measure, expected
+from engine.quality.deequ import ERROR, WARNING, Evaluated, referential_integrity, run_checks
+from engine.quality.intervals import Estimate, mean_interval, quantile_ranks, stddev_interval, wilson, z_score
+from engine.quality.sampled import SampleMetrics, measure_sample
 from engine.quality.states import CheckStatus, Outcome
+
+# Deequ's approximate quantile is within 1% of rank of the exact one: a sample's interval is widened
+# by as much, so that what it decides agrees with what Deequ measures on the full data.
+DEEQU_QUANTILE_RANK_ERROR = 0.01
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class CheckResult:
     sample_size: int | None = None
     decided_by: str = "full"
     detail: str = ""
+    message: str = ""
     quarantined: int = 0
 
     def __post_init__(self) -> None:  # plain strings in, members out
@@ -74,6 +80,8 @@ class ValidationReport:
     quarantined: dict[str, int] = field(default_factory=dict)
     drift: list[dict] = field(default_factory=list)
     outcome: Outcome = Outcome.CONTINUE
+    sources: dict[str, str] = field(default_factory=dict)
+    run_id: str = ""
 
     def __post_init__(self) -> None:  # a plain string in, a member out
         object.__setattr__(self, "outcome", Outcome(self.outcome))
@@ -95,10 +103,14 @@ class ValidationReport:
             self.quarantined | other.quarantined,
             self.drift + other.drift,
             max(self.outcome, other.outcome, key=lambda o: o.gravity),
+            self.sources | other.sources,
+            self.run_id or other.run_id,
         )
 
     def to_dict(self) -> dict:
         return {
+            "run_id": self.run_id,
+            "sources": self.sources,
             "passed": self.passed,
             "outcome": self.outcome,
             "rows": self.rows,
@@ -108,6 +120,25 @@ class ValidationReport:
             "anomalies": self.anomalies,
             "drift": self.drift,
         }
+
+
+def bounds(check: CheckConfig) -> tuple[float | None, float | None]:
+    """The interval a check's metric must lie in: [threshold, 1] for ratios, [min, max] otherwise."""
+    if check.kind == "freshness":
+        return None, float(check.max_lag_seconds)
+    if check.kind in ("size", "mean", "stddev", "quantile"):
+        return check.min, check.max
+    return check.threshold, None
+
+
+def expected(check: CheckConfig) -> str:
+    """The bound as a person reads it: `>= 0.95`, `in [0, 10]`, `lag <= 400d`."""
+    low, high = bounds(check)
+    if check.kind == "freshness":
+        return f"lag <= {check.max_lag}"
+    if low is not None and high is not None:
+        return f"in [{low:g}, {high:g}]"
+    return f">= {low:g}" if low is not None else f"<= {high:g}"
 
 
 def _result(dataset: str, check: CheckConfig, status: CheckStatus, **evidence: object) -> CheckResult:
@@ -137,10 +168,6 @@ def decide(estimate: Estimate, low: float | None, high: float | None) -> CheckSt
     return CheckStatus.FAILED if outside else CheckStatus.BORDERLINE
 
 
-def _at_least(metric: float, threshold: float) -> CheckStatus:
-    return CheckStatus.PASSED if metric >= threshold else CheckStatus.FAILED
-
-
 def _schema_check(dataset: str, check: CheckConfig, stored: T.StructType) -> CheckResult:
     """Required columns present and of the declared types, in the source as stored."""
     types = {f.name: f.dataType.simpleString() for f in stored.fields}
@@ -149,58 +176,115 @@ def _schema_check(dataset: str, check: CheckConfig, stored: T.StructType) -> Che
     problems += [f"{c} is {types[c]}, not {t}" for c, t in wanted.items() if t and c in types and types[c] != t]
     metric = 1 - len(problems) / len(wanted)
     status = CheckStatus.FAILED if problems else CheckStatus.PASSED
-    return _result(dataset, check, status, metric=metric, detail="; ".join(problems))
+    return _result(dataset, check, status, metric=metric, detail="; ".join(problems), message="; ".join(problems))
 
 
-def _uniqueness(dataset: str, check: CheckConfig, df: DataFrame) -> CheckResult:
-    """Share of rows whose key occurs exactly once (Deequ's uniqueness), over the full data."""
-    counts = df.groupBy(*check.columns).count()
-    row = counts.agg(
-        F.sum(F.when(F.col("count") == 1, F.col("count"))).alias("unique"), F.sum("count").alias("n")
-    ).first()
-    if not row or not row["n"]:
+def _level(check: CheckConfig) -> str:
+    return ERROR if check.severity == "error" else WARNING
+
+
+def _on_full_data(
+    dataset: str, checks: list[CheckConfig], df: DataFrame, *, rows: int, as_of: datetime
+) -> dict[str, CheckResult]:
+    """Run `checks` in one Deequ VerificationSuite over the full data."""
+    if not checks:
+        return {}
+    evaluated, _ = run_checks(df.sparkSession, df, [(c, _level(c)) for c in checks], as_of)
+    return {c.name: _from_deequ(dataset, c, evaluated[c.name], rows=rows, as_of=as_of) for c in checks}
+
+
+def _from_deequ(dataset: str, check: CheckConfig, outcome: Evaluated, *, rows: int, as_of: datetime) -> CheckResult:
+    if outcome.metric is None and not rows:
         return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
-    metric = (row["unique"] or 0) / row["n"]
-    return _result(dataset, check, _at_least(metric, check.threshold), metric=metric)
+    metric = outcome.metric
+    if check.kind == "freshness" and metric is not None:
+        metric = (as_of - datetime(1970, 1, 1)).total_seconds() - metric  # Deequ's newest time -> lag
+    status = CheckStatus.PASSED if outcome.passed else CheckStatus.FAILED
+    return _result(dataset, check, status, metric=metric, message=outcome.message)
+
+
+def _sample_estimate(check: CheckConfig, metrics: SampleMetrics, z: float) -> Estimate | None:
+    """The check's metric on the sample with its interval (None when the sample cannot bound it: no value, or
+    a kurtosis the raw moments cannot give precisely)."""
+    value = metrics.values.get(check.name)
+    if value is None:
+        return None
+    if check.kind in RATIO_KINDS:
+        n = metrics.rows
+        return wilson(round(value * n), n, z) if n else None
+    column = check.columns[0]
+    n = metrics.non_null.get(column, 0)
+    if check.kind == "mean":
+        return mean_interval(value, metrics.stddev.get(column), n, z) if n else None
+    if check.kind == "stddev":
+        kurtosis = metrics.kurtosis.get(column)
+        return stddev_interval(value, kurtosis, n, z) if n > 1 and kurtosis is not None else None
+    low, high = metrics.quantile_bounds.get(check.name, metrics.span.get(column, (value, value)))
+    if n < 0.9 * metrics.expected_rows:  # ranks were set for more values than came: widen to the span seen
+        low, high = metrics.span[column]
+    return Estimate(value, min(low, value), max(high, value), n)
+
+
+def quantile_interval_ranks(check: CheckConfig, expected_n: int, z: float) -> tuple[float, float]:
+    """Ranks of the order statistics that bound the quantile at the sample size, widened by Deequ's rank error."""
+    low, high = quantile_ranks(check.quantile, max(expected_n, 1), z)
+    return max(0.0, low - DEEQU_QUANTILE_RANK_ERROR), min(1.0, high + DEEQU_QUANTILE_RANK_ERROR)
+
+
+def _on_sample(
+    dataset: str, checks: list[CheckConfig], df: DataFrame, cfg: QualityConfig, *, rows: int, as_of: datetime
+) -> tuple[dict[str, CheckResult], list[CheckConfig], dict[str, str]]:
+    """Decide what the sample can; return the results, the borderline checks, and why each is borderline."""
+    z = z_score(cfg.confidence)
+    ranks = {c.name: quantile_interval_ranks(c, cfg.sample_rows, z) for c in checks if c.kind == "quantile"}
+    sample = df.sample(withReplacement=False, fraction=cfg.sample_rows / rows, seed=cfg.seed)
+    metrics = measure_sample(sample, checks, ranks, as_of, expected_rows=cfg.sample_rows)
+    results, borderline, why = {}, [], {}
+    for check in checks:
+        estimate = _sample_estimate(check, metrics, z)
+        if estimate is None:
+            borderline.append(check)
+            why[check.name] = "the sample cannot bound it; measured on the full data"
+            continue
+        status = decide(estimate, *bounds(check))
+        if status == CheckStatus.BORDERLINE:
+            borderline.append(check)
+            why[check.name] = (
+                f"borderline on {estimate.n:,} sampled rows: [{estimate.low:.6g}, {estimate.high:.6g}]; "
+                "measured on the full data"
+            )
+            continue
+        message = "" if status == CheckStatus.PASSED else _sample_message(check, estimate, metrics.messages)
+        results[check.name] = _result(
+            dataset,
+            check,
+            status,
+            metric=estimate.value,
+            interval=[estimate.low, estimate.high],
+            sample_size=estimate.n,
+            decided_by="sample",
+            message=message,
+        )
+    return results, borderline, why
+
+
+def _sample_message(check: CheckConfig, estimate: Estimate, deequ: dict[str, str]) -> str:
+    """Deequ's message on the sample, and why the sample is enough: its whole interval is outside the bound."""
+    said = deequ.get(check.name) or f"Value: {estimate.value:.6g} does not meet the constraint requirement!"
+    return (
+        f"{said} (on a {estimate.n:,}-row sample: the whole interval [{estimate.low:.6g}, {estimate.high:.6g}] "
+        f"is outside {expected(check)})"
+    )
 
 
 def _references(dataset: str, check: CheckConfig, df: DataFrame, datasets: dict[str, DataFrame]) -> CheckResult:
-    """Share of non-null keys found in the referenced dataset (referential integrity)."""
-    target = datasets[check.reference]
+    """Deequ's referential integrity of the rows with a key against the referenced dataset."""
     target_columns = list(check.reference_columns) or list(check.columns)
-    keys = target.select(*[F.col(t).alias(f"_ref{i}") for i, t in enumerate(target_columns)]).distinct()
-    rows = df.select(*check.columns).where(reduce(lambda a, c: a & F.col(c).isNotNull(), check.columns, F.lit(True)))
-    condition = reduce(lambda a, b: a & b, [F.col(c) == F.col(f"_ref{i}") for i, c in enumerate(check.columns)])
-    joined = rows.join(keys.withColumn("_found", F.lit(True)), condition, "left")
-    row = joined.agg(F.count_if(F.col("_found")).alias("found"), F.count(F.lit(1)).alias("n")).first()
-    if not row["n"]:
+    outcome = referential_integrity(df, list(check.columns), datasets[check.reference], target_columns, check)
+    if outcome is None:
         return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
-    metric = row["found"] / row["n"]
-    return _result(dataset, check, _at_least(metric, check.threshold), metric=metric)
-
-
-def _measure(
-    checks: list[CheckConfig], df: DataFrame, *, z: float, n: int, as_of: datetime
-) -> list[tuple[CheckConfig, Estimate | None]]:
-    """Measure `checks` in one aggregation over `df` (`n` rows expected)."""
-    measures = {c.name: compile_measure(c, f"c{i}", as_of=as_of, expected_n=n, z=z) for i, c in enumerate(checks)}
-    row = df.agg(*[a for m in measures.values() for a in m.aggregates]).first()
-    return [(c, measures[c.name].read(row, z)) for c in checks]
-
-
-def _from_estimate(dataset: str, check: CheckConfig, estimate: Estimate | None, by: str) -> CheckResult:
-    if estimate is None:
-        return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
-    interval = [estimate.low, estimate.high] if by == "sample" else None
-    return _result(
-        dataset,
-        check,
-        decide(estimate, *bounds(check)),
-        metric=estimate.value,
-        interval=interval,
-        sample_size=estimate.n if by == "sample" else None,
-        decided_by=by,
-    )
+    status = CheckStatus.PASSED if outcome.passed else CheckStatus.FAILED
+    return _result(dataset, check, status, metric=outcome.metric, message=outcome.message)
 
 
 def verify(
@@ -216,13 +300,11 @@ def verify(
 ) -> ValidationReport:
     """Run `checks` on `df` (`rows` rows, already counted) layer by layer; see the module docstring."""
     results: dict[str, CheckResult] = {}
-    for check in (c for c in checks if c.layer == "schema"):
-        if check.kind == "schema":
-            results[check.name] = _schema_check(dataset, check, stored_schema or df.schema)
+    for check in (c for c in checks if c.kind == "schema"):
+        results[check.name] = _schema_check(dataset, check, stored_schema or df.schema)
     halted = any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values())
     if not halted:
-        for check in (c for c in checks if c.kind == "unique"):
-            results[check.name] = _uniqueness(dataset, check, df)
+        results |= _on_full_data(dataset, [c for c in checks if c.kind == "unique"], df, rows=rows, as_of=as_of)
         halted = any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values())
     if halted:
         skipped = [
@@ -234,25 +316,15 @@ def verify(
 
     sampled = [c for c in checks if c.kind in SAMPLED_KINDS and c.layer == "statistical"]
     full = [c for c in checks if c.name not in results and c not in sampled and c.kind != "references"]
-    borderline: dict[str, str] = {}
+    why: dict[str, str] = {}
     if sampled and rows > cfg.sample_rows:
-        sample = df.sample(withReplacement=False, fraction=cfg.sample_rows / rows, seed=cfg.seed)
-        for check, estimate in _measure(sampled, sample, z=z_score(cfg.confidence), n=cfg.sample_rows, as_of=as_of):
-            result = _from_estimate(dataset, check, estimate, "sample")
-            if result.status == CheckStatus.BORDERLINE:
-                full.append(check)
-                borderline[check.name] = (
-                    f"borderline on {result.sample_size:,} sampled rows: "
-                    f"[{result.interval[0]:.6g}, {result.interval[1]:.6g}]; measured on the full data"
-                )
-            else:
-                results[check.name] = result
+        decided, borderline, why = _on_sample(dataset, sampled, df, cfg, rows=rows, as_of=as_of)
+        results |= decided
+        full += borderline
     else:
         full += sampled
-    if full:
-        for check, estimate in _measure(full, df, z=0.0, n=rows, as_of=as_of):
-            result = _from_estimate(dataset, check, estimate, "full")
-            results[check.name] = replace(result, detail=borderline.get(check.name, ""))
+    for name, result in _on_full_data(dataset, full, df, rows=rows, as_of=as_of).items():
+        results[name] = replace(result, detail=why.get(name, ""))
     for check in (c for c in checks if c.kind == "references"):
         results[check.name] = _references(dataset, check, df, datasets or {})
     ordered = [results[c.name] for c in checks if c.name in results]

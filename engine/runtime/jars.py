@@ -1,7 +1,8 @@
 """JVM jars: one manifest, resolved by Maven into a local cache, loaded by the SparkSession.
 
 The manifest (`jars.toml`) names artifacts; pyspark and delta-spark versions come from the
-installed Python packages, so each version is pinned in one place (pyproject.toml).
+installed Python packages, so each version is pinned in one place (pyproject.toml). Every artifact
+is required: set-up fails in one line naming the coordinate Maven could not resolve.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from packaging.version import Version
 from engine.errors import SetupError
 
 MANIFEST = Path(__file__).with_name("jars.toml")
-UNAVAILABLE = "UNAVAILABLE"
+_EXCLUDED = ("software.amazon.glue:dqdl",)  # Deequ's DQDL parser: not used, and not on Maven Central
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[^-]*(?:-.*)?\.jar$")
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """One Maven coordinate with its versions filled in."""
+    """One Maven coordinate with its versions filled in; `transitive=False` resolves the jar alone."""
 
     coordinate: str
-    required: bool
+    transitive: bool = True
 
     @property
     def jar_name(self) -> str:
@@ -52,26 +53,36 @@ class Runtime:
     def spark_line(self) -> str:
         return ".".join(self.pyspark.split(".")[:2])
 
+    @property
+    def deequ(self) -> str:
+        """The Deequ coordinate, which the engine checks for on the classpath at start."""
+        return next(a.coordinate for a in self.artifacts if a.coordinate.startswith("com.amazon.deequ:"))
+
     def cache_dir(self, cache_root: Path) -> Path:
         return cache_root / f"spark-{self.pyspark}_delta-{self.delta}"
 
-    def packages(self, *, include_optional: bool = True) -> list[str]:
-        return [a.coordinate for a in self.artifacts if a.required or include_optional]
+    def packages(self) -> list[str]:
+        return [a.coordinate for a in self.artifacts]
+
+    def exclusions(self) -> list[str]:
+        """`group:artifact` of the dependencies of the jars resolved alone, for `--exclude-packages`."""
+        return list(_EXCLUDED) if any(not a.transitive for a in self.artifacts) else []
 
 
 def load_runtime(manifest_path: Path = MANIFEST) -> Runtime:
-    """Read the manifest and fill in the installed versions; fail if pyspark is unsupported."""
+    """Read the manifest and fill in the installed versions; fail if pyspark or delta-spark is unsupported."""
     manifest = tomllib.loads(manifest_path.read_text())
-    pyspark = metadata.version("pyspark")
-    supported = SpecifierSet(manifest["supported_pyspark"])
-    if Version(pyspark) not in supported:
-        raise SetupError(
-            f"pyspark {pyspark} does not match the jars in {manifest_path.name}, "
-            f"which are built for pyspark {supported}"
-        )
-    runtime = Runtime(pyspark=pyspark, delta=metadata.version("delta-spark"), artifacts=())
+    versions = {"pyspark": metadata.version("pyspark"), "delta-spark": metadata.version("delta-spark")}
+    for package, key in (("pyspark", "supported_pyspark"), ("delta-spark", "supported_delta")):
+        supported = SpecifierSet(manifest[key])
+        if Version(versions[package]) not in supported:
+            raise SetupError(
+                f"{package} {versions[package]} does not match the jars in {manifest_path.name}, "
+                f"which are built for {package} {supported}"
+            )
+    runtime = Runtime(pyspark=versions["pyspark"], delta=versions["delta-spark"], artifacts=())
     artifacts = tuple(
-        Artifact(a["coordinate"].format(spark=runtime.spark_line, delta=runtime.delta), bool(a["required"]))
+        Artifact(a["coordinate"].format(pyspark=runtime.pyspark, delta=runtime.delta), a.get("transitive", True))
         for a in manifest["artifact"]
     )
     return replace(runtime, artifacts=artifacts)
@@ -80,7 +91,7 @@ def load_runtime(manifest_path: Path = MANIFEST) -> Runtime:
 def local_jars(runtime: Runtime, cache_root: Path) -> list[Path]:
     """Jars to load for this runtime; fail with one line when the cache does not match it."""
     cache = runtime.cache_dir(cache_root)
-    missing = [a.jar_name for a in runtime.artifacts if a.required and not (cache / a.jar_name).exists()]
+    missing = [a.coordinate for a in runtime.artifacts if not (cache / a.jar_name).exists()]
     if missing:
         raise SetupError(
             f"jar cache {cache} lacks {', '.join(missing)} for pyspark {runtime.pyspark} "
@@ -89,11 +100,16 @@ def local_jars(runtime: Runtime, cache_root: Path) -> list[Path]:
     return sorted(cache.glob("*.jar"))
 
 
-def _pom(coordinates: list[str]) -> str:
+def _pom(coordinates: list[str], *, transitive: bool) -> str:
+    """A POM depending on the coordinates; `transitive=False` excludes all their dependencies."""
+    exclusions = (
+        ""
+        if transitive
+        else "<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+    )
     deps = "".join(
-        "<dependency><groupId>{}</groupId><artifactId>{}</artifactId><version>{}</version></dependency>".format(
-            *c.split(":")
-        )
+        "<dependency><groupId>{}</groupId><artifactId>{}</artifactId><version>{}</version>".format(*c.split(":"))
+        + f"{exclusions}</dependency>"
         for c in coordinates
     )
     return (
@@ -103,11 +119,11 @@ def _pom(coordinates: list[str]) -> str:
     )
 
 
-def _maven_copy(coordinates: list[str], out_dir: Path, log: Path) -> bool:
-    """Copy the coordinates and their runtime dependencies into out_dir with `mvn`."""
+def _maven_copy(coordinates: list[str], out_dir: Path, log: Path, *, transitive: bool) -> bool:
+    """Copy the coordinates (and, when transitive, their runtime dependencies) into out_dir with `mvn`."""
     with tempfile.TemporaryDirectory() as work:
         pom = Path(work) / "pom.xml"
-        pom.write_text(_pom(coordinates))
+        pom.write_text(_pom(coordinates, transitive=transitive))
         command = [
             "mvn",
             "-B",
@@ -130,34 +146,23 @@ def _shipped_by_pyspark() -> set[str]:
     return {m["artifact"] for p in jars.glob("*.jar") if (m := _JAR_NAME.match(p.name))}
 
 
-def resolve(runtime: Runtime, cache_root: Path, *, retry_optional: bool = False) -> list[str]:
-    """Fill the cache for this runtime; return the optional coordinates that could not be had."""
+def resolve(runtime: Runtime, cache_root: Path) -> None:
+    """Fill the cache for this runtime; fail in one line naming a coordinate Maven cannot resolve."""
     cache_root = cache_root.resolve()
     cache = runtime.cache_dir(cache_root)
     cache.mkdir(parents=True, exist_ok=True)
     log = cache_root / "maven.log"
-    unavailable_file = cache / UNAVAILABLE
-    known_unavailable = set(unavailable_file.read_text().split()) if unavailable_file.exists() else set()
     shipped = _shipped_by_pyspark()
-    unavailable: list[str] = []
     for artifact in runtime.artifacts:
         if (cache / artifact.jar_name).exists():
             continue
-        if not artifact.required and artifact.coordinate in known_unavailable and not retry_optional:
-            unavailable.append(artifact.coordinate)
-            continue
         with tempfile.TemporaryDirectory(dir=cache_root) as staging:
-            if not _maven_copy([artifact.coordinate], Path(staging), log):
-                if artifact.required:
-                    raise SetupError(f"Maven could not resolve {artifact.coordinate}; see {log}")
-                unavailable.append(artifact.coordinate)
-                continue
+            if not _maven_copy([artifact.coordinate], Path(staging), log, transitive=artifact.transitive):
+                raise SetupError(f"Maven could not resolve {artifact.coordinate}; see {log}")
             for jar in Path(staging).glob("*.jar"):
                 match = _JAR_NAME.match(jar.name)
                 if match and match["artifact"] not in shipped:
                     shutil.move(str(jar), cache / jar.name)
-    unavailable_file.write_text("\n".join(unavailable))
-    return unavailable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,22 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     res = sub.add_parser("resolve", help="resolve the manifest's jars into the cache")
     res.add_argument("--cache", type=Path, required=True)
-    res.add_argument("--retry-optional", action="store_true")
     sub.add_parser("coordinates", help="print the Maven coordinates")
     args = parser.parse_args(argv)
     try:
         runtime = load_runtime()
         if args.command == "resolve":
-            for coordinate in resolve(runtime, args.cache, retry_optional=args.retry_optional):
-                print(f"note: optional jar {coordinate} is not served by Maven Central here")
+            resolve(runtime, args.cache)
             return 0
-        packages = runtime.packages(include_optional=False)
-        print(f"spark-submit --packages {','.join(packages)}")
+        packages, excluded = runtime.packages(), ",".join(runtime.exclusions())
+        print(f"spark-submit --packages {','.join(packages)}" + (f" --exclude-packages {excluded}" if excluded else ""))
         print("Databricks cluster libraries (Maven):")
         for coordinate in packages:
-            print(f"  {coordinate}")
-        for coordinate in sorted(set(runtime.packages()) - set(packages)):
-            print(f"optional: {coordinate}")
+            print(f"  {coordinate}" + (f"  (exclusions: {excluded})" if excluded and "deequ" in coordinate else ""))
         return 0
     except SetupError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wheel: {wheel}")
-    coordinates = ", ".join(load_runtime().packages(include_optional=False))
+    coordinates = ", ".join(load_runtime().packages())
     print(f"jars:  {coordinates} (Maven coordinates, from the jar cache)")
     print(shlex.join(command))
     return 0

@@ -8,15 +8,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from engine.config.schema import SparkConfig
+from engine.errors import SetupError
 from engine.runtime.jars import load_runtime, local_jars
 
 _DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+
+# Every mode: UTC (feature dates and calendar parts assume it) and ANSI SQL, so a bad cast fails
+# instead of turning into null (Spark 3.5 leaves ANSI off unless asked).
+_SQL_CONF = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
+_DEEQU_CLASS = "com.amazon.deequ.VerificationSuite"
 
 _LOG4J2 = """\
 status = error
@@ -54,22 +61,32 @@ def _stderr_to(log_file: Path) -> Iterator[None]:
             os.close(saved)
 
 
+def _require_deequ(spark: SparkSession) -> None:
+    """Fail in one line naming the coordinate when the session cannot load Deequ."""
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName(
+            _DEEQU_CLASS, False, spark.sparkContext._jvm.Thread.currentThread().getContextClassLoader()
+        )
+    except Exception as err:
+        raise SetupError(
+            f"Deequ is not on the Spark classpath: add {load_runtime().deequ} "
+            "(spark-submit --packages, or a cluster library; scripts/coordinates prints both)"
+        ) from err
+
+
 def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
-    """Start (or join) the SparkSession the config asks for, with Delta enabled."""
+    """Start (or join) the SparkSession the config asks for, with Delta enabled and Deequ on the classpath."""
+    os.environ["SPARK_VERSION"] = ".".join(pyspark.__version__.split(".")[:2])  # pydeequ reads it at import
     if cfg.mode == "databricks":
         spark = SparkSession.builder.getOrCreate()
-        spark.conf.set("spark.sql.session.timeZone", "UTC")  # feature dates and calendar parts assume it
+        for key, value in _SQL_CONF.items():
+            spark.conf.set(key, value)
+        _require_deequ(spark)
         return spark
     builder = SparkSession.builder.appName(cfg.app_name)
-    settings = {
-        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
-        "spark.sql.session.timeZone": "UTC",
-        **_DELTA_CONF,
-    }
+    settings = {"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions), **_SQL_CONF, **_DELTA_CONF}
     if cfg.mode == "local":
-        runtime = load_runtime()
-        jars = local_jars(runtime, Path(cfg.jar_cache))
-        os.environ["SPARK_VERSION"] = runtime.spark_line
+        jars = local_jars(load_runtime(), Path(cfg.jar_cache))
         settings |= {
             "spark.master": cfg.master,
             "spark.driver.memory": cfg.driver_memory,
@@ -91,4 +108,5 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
     with _stderr_to(log_dir / "spark.log"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _require_deequ(spark)
     return spark

@@ -41,5 +41,3 @@ def stage_file(path: Path, staging_dir: Path) -> Path:
         partial.unlink(missing_ok=True)
         raise SourceError(f"cannot stage source file {path}: {err}") from err
     return target
-
-

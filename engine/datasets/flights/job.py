@@ -77,12 +77,21 @@ def read_source(
     return stage
 
 
-def verify(ctx: RunContext, flights: SourceData, weather: SourceData) -> list[Validated]:
+def verify(ctx: RunContext, files: SourceFiles, flights: SourceData, weather: SourceData) -> list[Validated]:
     """Every dataset's checks and gates; the weather may serve the flights' referential checks."""
     datasets = {"flights": flights.well_formed, "weather": weather.well_formed}
     cfg, as_of = ctx.cfg, as_of_time(ctx.cfg.quality)
+    origins = {"flights": str(files.flights), "weather": str(files.weather)}
     return [
-        validate(s, cfg.checks.for_dataset(s.name), cfg.quality, run_id=ctx.run_id, as_of=as_of, datasets=datasets)
+        validate(
+            s,
+            cfg.checks.for_dataset(s.name),
+            cfg.quality,
+            run_id=ctx.run_id,
+            as_of=as_of,
+            datasets=datasets,
+            origin=origins[s.name],
+        )
         for s in (flights, weather)
     ]
 
@@ -246,7 +255,7 @@ FLIGHTS = Job(
     stages=(
         Stage("read_flights", read_source("flights", _read_flights), (PREPARED,), "flights", rows=_rows),
         Stage("read_weather", read_source("weather", _read_weather), (PREPARED,), "weather", rows=_rows),
-        Stage("verify", verify, ("flights", "weather"), "validated"),
+        Stage("verify", verify, (PREPARED, "flights", "weather"), "validated"),
         Stage("gate", gate, ("validated",), "report"),
         Stage("quarantine", quarantine, ("validated",), "quarantine"),
         Stage("plan_features", plan_features, ("validated",), "table", when=_fresh),

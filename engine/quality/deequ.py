@@ -1,0 +1,315 @@
+"""Checks compiled to Deequ constraints, and one Deequ VerificationSuite run per dataset.
+
+pydeequ builds each Deequ `Check` (its calls used here match the 2.1.0 jar). The results are read
+from Deequ's Scala objects through py4j, because pydeequ returns them only as JSON or DataFrames
+and those lose which metric belongs to which constraint. Deequ fuses the analyzers of all checks
+into one scan (plus one grouping per uniqueness key).
+
+A check becomes one Deequ `Check` named after it, holding one constraint. Its assertion is a Python
+function, which Deequ calls back through py4j's callback server (see `stop_callbacks`).
+
+Deequ's semantics are kept per kind (docs/data-quality.md): ratios are taken over all rows; nulls
+comply with allowed values, ranges, non-negativity and `not_in_future`, not with a pattern; the
+standard deviation is the population one; quantiles are approximate (relative rank error 1%).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from py4j.java_gateway import JavaObject, quiet_shutdown
+from pyspark.java_gateway import ensure_callback_server_started
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from engine.config.quality import CheckConfig
+from engine.errors import CheckError
+
+if TYPE_CHECKING:  # pydeequ is imported where it runs: it reads SPARK_VERSION, which the session sets
+    from pydeequ.checks import Check
+
+ERROR, WARNING = "Error", "Warning"
+Metric = JavaObject  # a Deequ metric (DoubleMetric, KeyedDoubleMetric)
+# Freshness reads Deequ's maximum of the event time in epoch seconds: Deequ's Maximum takes numbers.
+_SECONDS = "__featurelake_seconds_{}"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One check's outcome in a Deequ run: its constraint's status, metric and message."""
+
+    name: str
+    passed: bool
+    metric: float | None
+    message: str
+
+
+def quote(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
+
+
+def _literal(value: str) -> str:
+    """A SQL string literal, quoted as Deequ's isContainedIn quotes allowed values (a quote escaped)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def row_condition(check: CheckConfig, as_of: datetime) -> str | None:
+    """The SQL predicate Deequ checks row by row for this check (None for a pattern and aggregate kinds).
+
+    The same text goes to Deequ's Compliance constraint and to quarantine, so they never disagree."""
+    if check.kind == "completeness":
+        return " AND ".join(f"{quote(c)} IS NOT NULL" for c in check.columns)
+    if check.kind == "satisfies":
+        return check.predicate
+    if not check.columns:
+        return None
+    column = quote(check.columns[0])
+    if check.kind == "allowed_values":
+        return f"{column} IS NULL OR {column} IN ({', '.join(_literal(v) for v in check.values)})"
+    if check.kind == "range":
+        bounds = [f"{column} >= {check.min!r}"] if check.min is not None else []
+        bounds += [f"{column} <= {check.max!r}"] if check.max is not None else []
+        return f"{column} IS NULL OR ({' AND '.join(bounds)})"
+    if check.kind == "non_negative":
+        return f"COALESCE(CAST({column} AS DOUBLE), 0.0) >= 0"  # Deequ's isNonNegative
+    if check.kind == "not_in_future":
+        return f"{column} IS NULL OR {column} <= TIMESTAMP {_literal(as_of.isoformat(sep=' '))}"
+    return None
+
+
+def row_predicate(check: CheckConfig, as_of: datetime) -> Column:
+    """True where a row complies with a row-level check, exactly as Deequ counts it (null is false)."""
+    if check.kind == "pattern":
+        matched = F.regexp_extract(F.col(check.columns[0]), check.pattern, 0) != F.lit("")
+        return F.coalesce(matched, F.lit(False))
+    condition = row_condition(check, as_of)
+    if condition is None:
+        raise ValueError(f"{check.kind} is not a row-level check")
+    return F.coalesce(F.expr(condition), F.lit(False))
+
+
+def seconds_column(check: CheckConfig) -> str:
+    return _SECONDS.format(check.columns[0])
+
+
+def with_seconds(df: DataFrame, checks: list[CheckConfig]) -> DataFrame:
+    """`df` with each freshness column's time in epoch seconds, for Deequ's Maximum (same scan)."""
+    for check in (c for c in checks if c.kind == "freshness"):
+        name = seconds_column(check)
+        if name not in df.columns:
+            df = df.withColumn(name, F.unix_micros(F.col(check.columns[0]).cast("timestamp")) / 1e6)
+    return df
+
+
+def _within(low: float | None, high: float | None) -> Callable[[float], bool]:
+    return lambda value: (low is None or value >= low) and (high is None or value <= high)
+
+
+def _at_least(threshold: float) -> Callable[[float], bool]:
+    return lambda value: value >= threshold
+
+
+def add_constraint(check: Check, spec: CheckConfig, as_of: datetime) -> Check:
+    """Add the Deequ constraint of `spec` to a pydeequ Check (all kinds but schema and references)."""
+    column = spec.columns[0] if spec.columns else ""
+    at_least = _at_least(spec.threshold)
+    within = _within(spec.min, spec.max)
+    if spec.kind == "completeness" and len(spec.columns) == 1:
+        return check.hasCompleteness(column, at_least)
+    if spec.kind == "completeness":
+        return check.haveCompleteness(list(spec.columns), at_least)
+    if spec.kind == "unique":
+        return check.hasUniqueness(list(spec.columns), at_least)
+    if spec.kind == "allowed_values":
+        return check.isContainedIn(column, list(spec.values), at_least)
+    if spec.kind == "non_negative":
+        return check.isNonNegative(column, at_least)
+    if spec.kind == "pattern":
+        return check.hasPattern(column, spec.pattern, at_least, name=spec.name)
+    if spec.kind in ("range", "satisfies", "not_in_future"):
+        return check.satisfies(row_condition(spec, as_of), spec.name, at_least)
+    if spec.kind == "mean":
+        return check.hasMean(column, within)
+    if spec.kind == "stddev":
+        return check.hasStandardDeviation(column, within)
+    if spec.kind == "quantile":
+        return check.hasApproxQuantile(column, spec.quantile, within)
+    if spec.kind == "size":
+        return check.hasSize(within)
+    if spec.kind == "freshness":
+        newest_allowed = as_of_seconds(as_of) - spec.max_lag_seconds
+        return check.hasMax(seconds_column(spec), lambda newest: newest >= newest_allowed)
+    raise ValueError(f"Deequ has no constraint for a {spec.kind} check")
+
+
+def as_of_seconds(as_of: datetime) -> float:
+    """Epoch seconds of a naive UTC time, as Spark's unix_micros reads a timestamp in UTC."""
+    return (as_of - datetime(1970, 1, 1)).total_seconds()
+
+
+@contextmanager
+def deequ_sql(spark: SparkSession) -> Iterator[None]:
+    """ANSI SQL off while Deequ runs, restored after.
+
+    Deequ 2.1.0's analyzers are written for Spark's default (non-ANSI) SQL: its completeness marks
+    rows with a string that it casts to a number, which ANSI rejects. The data it reads was read and
+    cast under the session's ANSI setting (sources are materialized before verification)."""
+    before = spark.conf.get("spark.sql.ansi.enabled")
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    try:
+        yield
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", before)
+
+
+def start_callbacks(spark: SparkSession) -> None:
+    """Start py4j's callback server (which Deequ calls assertions through) on a free port, as a daemon.
+
+    Started here, before pydeequ would start one on py4j's fixed port (two processes would collide)."""
+    ensure_callback_server_started(spark.sparkContext._gateway)
+
+
+def stop_callbacks(spark: SparkSession) -> None:
+    """Shut the callback server down, once, before Spark stops: a live one keeps the process from exiting.
+
+    Each open connection's socket is shut first: py4j closes a connection's stream while its reader
+    thread still blocks on it, which would wait forever."""
+    gateway = spark.sparkContext._gateway
+    server = gateway.__dict__.get("_callback_server")  # getattr would ask the JVM
+    if server is None or server.is_shutdown:
+        return
+    for connection in list(server.connections):
+        quiet_shutdown(connection.socket)
+    gateway.shutdown_callback_server()
+
+
+def _option(value: JavaObject) -> JavaObject | None:
+    return None if value.isEmpty() else value.get()
+
+
+def _value(metric: JavaObject | None) -> tuple[float | None, str]:
+    """A Deequ metric's value, or the reason it could not be computed."""
+    if metric is None:
+        return None, "no metric"
+    value = metric.value()
+    if value.isFailure():
+        return None, value.failed().get().getMessage() or "failed"
+    number = float(value.get())
+    return (None if math.isnan(number) else number), ""
+
+
+def _constraint_results(result: JavaObject, jvm: JavaObject) -> dict[str, JavaObject]:
+    """Deequ's constraint result of every check in a VerificationResult, by check name."""
+    found = {}
+    entries = jvm.scala.collection.JavaConverters.mapAsJavaMap(result.checkResults()).entrySet().iterator()
+    while entries.hasNext():
+        entry = entries.next()
+        constraints = jvm.scala.collection.JavaConverters.seqAsJavaList(entry.getValue().constraintResults())
+        found[entry.getKey().description()] = constraints.get(0)
+    return found
+
+
+def run_checks(
+    spark: SparkSession,
+    df: DataFrame,
+    checks: list[tuple[CheckConfig, str]],
+    as_of: datetime,
+    *,
+    analyzers: list[JavaObject] = (),
+) -> tuple[dict[str, Evaluated], dict[JavaObject, Metric]]:
+    """Run `(check, level)` pairs in one VerificationSuite over `df`; return each check's outcome, and the
+    metric of each extra JVM analyzer (computed in the same scan).
+
+    A check Deequ cannot evaluate (a missing column, a column of the wrong type, a bad pattern)
+    raises a CheckError naming it, before anything is written."""
+    from pydeequ.checks import Check, CheckLevel
+    from pydeequ.verification import VerificationSuite
+
+    start_callbacks(spark)
+    suite = VerificationSuite(spark).onData(with_seconds(df, [c for c, _ in checks]))
+    for spec, level in checks:
+        check = Check(spark, CheckLevel.Error if level == ERROR else CheckLevel.Warning, spec.name)
+        suite = suite.addCheck(add_constraint(check, spec, as_of))
+    builder = suite._VerificationRunBuilder
+    for analyzer in analyzers:
+        builder = builder.addRequiredAnalyzer(analyzer)
+    with deequ_sql(spark):
+        result = builder.run()
+    constraints = _constraint_results(result, spark._jvm)
+    outcomes = {}
+    for spec, _ in checks:
+        constraint = constraints[spec.name]
+        metric, problem = _value(_option(constraint.metric()))
+        if metric is None and problem and _is_precondition(problem):
+            raise CheckError(f"check {spec.name}: Deequ cannot evaluate it: {problem.splitlines()[0]}")
+        passed = constraint.status().toString() == "Success"
+        message = "" if passed else (_option(constraint.message()) or problem or "failed")
+        outcomes[spec.name] = Evaluated(spec.name, passed, metric, str(message))
+    metrics = {a: _option(result.metrics().get(a)) for a in analyzers}
+    return outcomes, metrics
+
+
+def metric_values(metric: JavaObject | None) -> list[float]:
+    """The values of a (possibly multi-valued) Deequ metric; empty when it could not be computed."""
+    if metric is None:
+        return []
+    flattened = metric.flatten()
+    values = [_value(flattened.apply(i))[0] for i in range(flattened.size())]
+    return [v for v in values if v is not None]
+
+
+def referential_integrity(
+    df: DataFrame, columns: list[str], reference: DataFrame, reference_columns: list[str], check: CheckConfig
+) -> Evaluated | None:
+    """Deequ's referential integrity of `df`'s rows with a complete key against `reference`.
+
+    Deequ's ratio is 1 - (distinct keys not found) / (rows); rows with a null key part are left to
+    completeness checks. Deequ's result does not carry the ratio, so the assertion records it as
+    Deequ passes it in. None when no row has a key."""
+    spark = df.sparkSession
+    jvm = spark._jvm
+    for frame, names, side in ((df, columns, "the checked data"), (reference, reference_columns, check.reference)):
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise CheckError(f"check {check.name}: Deequ cannot evaluate it: {side} has no column {', '.join(missing)}")
+    keyed = df.select(*columns).dropna(how="any")
+    if keyed.isEmpty():
+        return None
+    start_callbacks(spark)
+    from pydeequ.scala_utils import to_scala_seq
+
+    seen: list[float] = []
+    with deequ_sql(spark):
+        outcome = jvm.com.amazon.deequ.comparison.ReferentialIntegrity.subsetCheck(
+            keyed._jdf,
+            to_scala_seq(jvm, columns),
+            reference._jdf,
+            to_scala_seq(jvm, reference_columns),
+            _double_predicate(spark, lambda ratio: seen.append(ratio) or ratio >= check.threshold),
+        )
+    if outcome.getClass().getSimpleName() == "ComparisonSucceeded":
+        return Evaluated(check.name, True, seen[0], "")
+    message = str(outcome.errorMessage())
+    if not seen:  # Deequ's parameter validation failed: no ratio was measured
+        raise CheckError(f"check {check.name}: Deequ cannot evaluate it: {message}")
+    return Evaluated(check.name, False, seen[0], message)
+
+
+def _double_predicate(spark: SparkSession, predicate: Callable[[float], bool]) -> JavaObject:
+    """A Scala `Double => Boolean` for Deequ APIs that pydeequ does not wrap: Scala calls its
+    specialized `apply$mcZD$sp`, which pydeequ's ScalaFunction1 lacks."""
+    from pydeequ.scala_utils import ScalaFunction1
+
+    function = ScalaFunction1(spark.sparkContext._gateway, predicate)
+    function.__dict__["apply$mcZD$sp"] = predicate
+    return function
+
+
+def _is_precondition(problem: str) -> bool:
+    """Whether a metric failed because the check cannot apply to the data (not because the data is empty)."""
+    return "Empty state" not in problem and "no data" not in problem.lower()
