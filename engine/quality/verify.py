@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from engine.config.quality import BOUND_KINDS, RATIO_KINDS, SAMPLED_KINDS, CheckConfig, GateAction, QualityConfig
-from engine.quality.deequ import ERROR, WARNING, Evaluated, referential_integrity, run_checks
+from engine.quality.deequ import ERROR, WARNING, Evaluated, as_of_seconds, referential_integrity, run_checks
 from engine.quality.intervals import Estimate, mean_interval, quantile_ranks, stddev_interval, wilson, z_score
 from engine.quality.sampled import SampleMetrics, measure_sample
 from engine.quality.states import CheckStatus, Outcome
@@ -198,7 +198,7 @@ def _from_deequ(dataset: str, check: CheckConfig, outcome: Evaluated, *, rows: i
         return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
     metric = outcome.metric
     if check.kind == "freshness" and metric is not None:
-        metric = (as_of - datetime(1970, 1, 1)).total_seconds() - metric  # Deequ's newest time -> lag
+        metric = as_of_seconds(as_of) - metric  # Deequ's newest time -> lag
     status = CheckStatus.PASSED if outcome.passed else CheckStatus.FAILED
     return _result(dataset, check, status, metric=metric, message=outcome.message)
 
