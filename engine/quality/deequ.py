@@ -278,8 +278,6 @@ def referential_integrity(
         if missing:
             raise CheckError(f"check {check.name}: Deequ cannot evaluate it: {side} has no column {', '.join(missing)}")
     keyed = df.select(*columns).dropna(how="any")
-    if keyed.isEmpty():
-        return None
     start_callbacks(spark)
     from pydeequ.scala_utils import to_scala_seq
 
@@ -295,6 +293,8 @@ def referential_integrity(
     if outcome.getClass().getSimpleName() == "ComparisonSucceeded":
         return Evaluated(check.name, True, seen[0], "")
     message = str(outcome.errorMessage())
+    if not seen and message == "Primary data frame contains no data.":  # Deequ's own count found no key
+        return None
     if not seen:  # Deequ's parameter validation failed: no ratio was measured
         raise CheckError(f"check {check.name}: Deequ cannot evaluate it: {message}")
     return Evaluated(check.name, False, seen[0], message)

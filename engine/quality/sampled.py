@@ -98,7 +98,7 @@ def measure_sample(
         stddev={c: one(spread[c]) for c in numeric},
         kurtosis=kurtosis,
         quantile_bounds=quantile_bounds,
-        span={c: (one(lowest[c]), one(highest[c])) for c in numeric if one(lowest[c]) is not None},
+        span={c: (low, one(highest[c])) for c in numeric if (low := one(lowest[c])) is not None},
     )
 
 
