@@ -242,6 +242,17 @@ def write_report(out: Path, results: list[Result], checks: list[dict], startup: 
             f"| {r.shape} | {r.rows:,} | {r.runner} | {r.seconds:.1f} | {r.rows_per_second:,} | "
             f"{r.peak_rss_mib:,.0f} | {speedup:.2f}x | {same} |"
         )
+    lines += [
+        "",
+        "Engine time over each runner's, per cell (below 1: the engine is faster):",
+        "",
+        "| shape | rows | engine / floor | engine / naive | engine / Polars |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for shape, rows in sorted({(r.shape, r.rows) for r in results}):
+        mine = by[(shape, rows, "engine")].seconds
+        ratios = [mine / by[(shape, rows, other)].seconds for other in ("floor", "naive", "polars")]
+        lines.append(f"| {shape} | {rows:,} | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
     sizes = sorted({r.rows for r in results})
     if 5_000_000 in sizes and 20_000_000 in sizes:
         lines += ["", "Engine scaling, 20M / 5M time:"]

@@ -29,6 +29,7 @@ from engine.config.features import (
 )
 from engine.errors import ConfigError
 from engine.features.compile import compile_group
+from engine.features.plans import choose
 from engine.features.table import feature_table
 
 US = 1_000_000
@@ -166,10 +167,13 @@ def _assert_same_rows(left: list, right: list) -> None:
         assert not different, f"id {row['id']}: {different}"
 
 
+@pytest.mark.parametrize("plan", ["running", "sliding", "vectorized", "auto"])
 @pytest.mark.parametrize("known_at", [None, "known_ts"], ids=["event_time", "known_at"])
 @pytest.mark.parametrize("closed", ["right", "left"])
-def test_event_level_matches_reference(spark: SparkSession, closed: str, known_at: str | None) -> None:
-    cfg = FeaturesConfig(timestamp="event_ts", known_at=known_at, groups=_groups(closed), skew_split=2)
+def test_event_level_matches_reference(spark: SparkSession, closed: str, known_at: str | None, plan: str) -> None:
+    """Every plan the engine can choose, with time buckets (forced plans always split)."""
+    groups = _groups(closed)[:1] if plan == "vectorized" else _groups(closed)  # vectorized: no lifetime windows
+    cfg = FeaturesConfig(timestamp="event_ts", known_at=known_at, groups=groups, skew_split=2, plan=plan)
     table = feature_table(_frame(spark, EVENTS), cfg)
     rows = sorted(table.collect(), key=lambda r: r["id"])
     by_id = sorted(EVENTS, key=lambda r: r["id"])
@@ -177,11 +181,12 @@ def test_event_level_matches_reference(spark: SparkSession, closed: str, known_a
     _assert_matches(rows, queries, _expected(cfg, EVENTS, queries), f"event {closed} {known_at}")
 
 
-def test_skew_split_does_not_change_results(spark: SparkSession) -> None:
+@pytest.mark.parametrize("plan", ["running", "sliding", "vectorized"])
+def test_skew_split_does_not_change_results(spark: SparkSession, plan: str) -> None:
     """Bucketing with copied history (split 1, the tightest) equals no bucketing at all."""
     frames = {}
     for split in (0, 1):
-        cfg = FeaturesConfig(timestamp="event_ts", groups=_groups("right")[:1], skew_split=split)
+        cfg = FeaturesConfig(timestamp="event_ts", groups=_groups("right")[:1], skew_split=split, plan=plan)
         frames[split] = feature_table(_frame(spark, EVENTS), cfg).drop("feature_date")
     _assert_same_rows(frames[0].collect(), frames[1].collect())
     assert frames[1].count() == len(EVENTS)
@@ -200,10 +205,11 @@ def _spine(cfg: FeaturesConfig, events: list[dict], ttl: int, step: int) -> list
     return sorted(spine)
 
 
-@pytest.mark.parametrize("cadence", ["hourly", "daily"])
-def test_snapshot_matches_reference(spark: SparkSession, cadence: str) -> None:
+@pytest.mark.parametrize(("cadence", "plan"), [("hourly", "auto"), ("daily", "auto"), ("hourly", "vectorized")])
+def test_snapshot_matches_reference(spark: SparkSession, cadence: str, plan: str) -> None:
+    groups = _groups("right")[:1] if plan == "vectorized" else _groups("right")
     cfg = FeaturesConfig(
-        timestamp="snapshot_ts", known_at="known_ts", granularity="snapshot", cadence=cadence, groups=_groups("right")
+        timestamp="snapshot_ts", known_at="known_ts", granularity="snapshot", cadence=cadence, groups=groups, plan=plan
     )
     events = _frame(spark, EVENTS).withColumnRenamed("event_ts", "snapshot_ts")
     table = feature_table(events, cfg)
@@ -217,15 +223,16 @@ def test_snapshot_matches_reference(spark: SparkSession, cadence: str) -> None:
     _assert_matches(rows, spine, expected, f"snapshot {cadence}")
 
 
-def test_incremental_range_equals_full_run(spark: SparkSession) -> None:
-    """A run over [day 8, day 12) reads only the history it needs and equals the full run there.
+@pytest.mark.parametrize("plan", ["sliding", "vectorized"])
+def test_incremental_range_equals_full_run(spark: SparkSession, plan: str) -> None:
+    """A run over [day 8, day 12) reads only the history it needs and equals the full run (running plan) there.
 
     Two chained groups: the second must still see the history before day 8.
     """
     groups = [_groups("left")[0], replace(_groups("right")[0], name="second")]
-    full = feature_table(_frame(spark, EVENTS), FeaturesConfig(timestamp="event_ts", groups=groups))
+    full = feature_table(_frame(spark, EVENTS), FeaturesConfig(timestamp="event_ts", groups=groups, plan="running"))
     start, end = (BASE + timedelta(days=8)).date().isoformat(), (BASE + timedelta(days=12)).date().isoformat()
-    ranged = FeaturesConfig(timestamp="event_ts", groups=groups, start=start, end=end)
+    ranged = FeaturesConfig(timestamp="event_ts", groups=groups, start=start, end=end, plan=plan)
     part = feature_table(_frame(spark, EVENTS), ranged)
     window = full.where(f"event_ts >= '{start}' AND event_ts < '{end}'")
     assert part.count() == window.count() > 0
@@ -314,3 +321,38 @@ def test_a_hot_entity_is_spread_over_many_tasks(spark: SparkSession) -> None:
             spark.conf.set(key, value)
     assert tasks[0] == 1
     assert tasks[4] >= 8  # 90 days in 4-day buckets, hashed over 16 partitions
+
+
+def test_every_plan_writes_the_same_schema(spark: SparkSession) -> None:
+    """A table's columns and types do not depend on the plan that computed them."""
+    schemas = {
+        plan: feature_table(
+            _frame(spark, EVENTS[:50]), FeaturesConfig(timestamp="event_ts", groups=_groups("left")[:1], plan=plan)
+        ).schema.simpleString()
+        for plan in ("running", "sliding", "vectorized")
+    }
+    assert len(set(schemas.values())) == 1, schemas
+
+
+def test_auto_picks_the_plan_from_events_per_window(spark: SparkSession) -> None:
+    """Few events per window: sliding frames; thousands: the vectorized pass; lifetime windows: not vectorized."""
+
+    def frame(entities: int, per_entity: int):
+        rows = [
+            (i, f"k{i % entities}", BASE + timedelta(minutes=i % (per_entity * entities)))
+            for i in range(entities * per_entity)
+        ]
+        return spark.createDataFrame(rows, "id long, entity string, event_ts timestamp")
+
+    group = GroupConfig(
+        name="g", keys=["entity"], windows=["1d"], aggregations=[AggregationConfig(["count", "max"], "id")]
+    )
+    cfg = FeaturesConfig(timestamp="event_ts", groups=[group])
+    time = F.unix_micros(F.col("event_ts"))
+    sparse = choose(frame(2_000, 3), compile_group(group), cfg, time, 4)
+    dense = choose(frame(2, 3_000), compile_group(group), cfg, time, 4)
+    lifetime = replace(group, windows=["lifetime"])
+    assert (sparse.plan, dense.plan) == ("sliding", "vectorized"), (sparse, dense)
+    assert choose(frame(2, 3_000), compile_group(lifetime), cfg, time, 4).plan == "running"
+    with pytest.raises(ConfigError, match="vectorized cannot compute group 'g'"):
+        choose(frame(2, 10), compile_group(lifetime), replace(cfg, plan="vectorized"), time, 4)

@@ -31,6 +31,7 @@ FUNCTIONS = (
 LIFETIME = "lifetime"
 CLOSED = ("left", "right")
 GRANULARITIES = ("event", "snapshot")
+PLANS = ("auto", "sliding", "vectorized", "running")
 CADENCES = {"hourly": 3600, "daily": 86400}
 TIME_PARTS = ("hour", "day_of_week", "month", "quarter", "is_weekend")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -174,6 +175,7 @@ class FeaturesConfig:
     start: str | None = None
     end: str | None = None
     skew_split: int = 4
+    plan: str = "auto"
     groups: list[GroupConfig] = field(default_factory=list)
     time_features: TimeFeaturesConfig | None = None
     derived: list[DerivedConfig] = field(default_factory=list)
@@ -184,6 +186,8 @@ class FeaturesConfig:
             raise ConfigError(f"features.granularity: '{self.granularity}' is not event or snapshot")
         if self.cadence not in CADENCES:
             raise ConfigError(f"features.cadence: '{self.cadence}' is not hourly or daily")
+        if self.plan not in PLANS:
+            raise ConfigError(f"features.plan: '{self.plan}' is not one of {', '.join(PLANS)}")
         if self.skew_split < 0:
             raise ConfigError(f"features.skew_split: {self.skew_split} must be 0 (off) or more")
         for key in ("start", "end"):

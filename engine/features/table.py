@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 from pyspark.errors import AnalysisException
@@ -13,10 +14,12 @@ from engine.errors import ConfigError, first_line
 from engine.features.calendar import add_time_features, time_feature_names
 from engine.features.compile import GroupPlan, compile_group
 from engine.features.derived import add_derived
+from engine.features.plans import Choice, choose
 from engine.features.snapshot import snapshot_spine
-from engine.features.windows import group_features
+from engine.features.windows import check_inputs, group_features
 
 PARTITION_COLUMN = "feature_date"
+log = logging.getLogger(__name__)
 
 
 def _names(cfg: FeaturesConfig, plans: list[GroupPlan]) -> list[str]:
@@ -43,6 +46,15 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
     return _names(cfg, compile_features(cfg))
 
 
+def _choice(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig) -> Choice:
+    time = F.unix_micros(F.col(cfg.known_at or cfg.timestamp))
+    partitions = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    choice = choose(events, plan, cfg, time, partitions)
+    split = " with time buckets" if choice.split else ""
+    log.info("features.groups.%s: %s plan%s (%s)", plan.group.name, choice.plan, split, choice.reason)
+    return choice
+
+
 def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     """Rows with features: each event (event granularity) or each entity x boundary (snapshot).
 
@@ -56,14 +68,17 @@ def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
         raise ConfigError(f"features: names {clashes} are already input columns")
     separate = cfg.known_at is not None or cfg.start is not None or cfg.end is not None
     try:
+        for plan in plans:
+            check_inputs(events, plan, cfg)
+        choices = [_choice(events, plan, cfg) for plan in plans]
         if cfg.granularity == "event":
             rows = events
-            for plan in plans:
-                rows = group_features(rows, plan, cfg, events=events if separate else None)
+            for plan, choice in zip(plans, choices, strict=True):
+                rows = group_features(rows, plan, cfg, choice, events=events if separate else None)
         else:
             rows = snapshot_spine(events, plans, cfg)
-            for plan in plans:
-                rows = group_features(rows, plan, cfg, events=events)
+            for plan, choice in zip(plans, choices, strict=True):
+                rows = group_features(rows, plan, cfg, choice, events=events)
         rows = add_time_features(rows, cfg.timestamp, cfg.time_features)
     except AnalysisException as error:
         raise ConfigError(f"features: {first_line(error)}") from None

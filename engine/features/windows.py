@@ -1,4 +1,8 @@
-"""Windowed aggregations per entity in linear time, exact at every row.
+"""Windowed aggregations per entity, exact at every row: the rows each plan reads, and the running plan.
+
+`group_features` lays out the events and query rows (known-at times, ranges, time buckets) and hands
+them to the plan chosen for the group (`engine.features.plans`): sliding frames, the vectorized pass,
+or the running plan below, which works in linear time for every function and window.
 
 Rows enter the windows of their entity at their known-at time `a`; a query row at time `t` sees the
 window `(t-w, t]` (closed right) or `[t-w, t)` (closed left). Every feature is built from frames
@@ -26,7 +30,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import reduce
+from functools import partial, reduce
 
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
@@ -35,6 +39,9 @@ from pyspark.sql.types import TimestampType
 from engine.config.features import FeaturesConfig
 from engine.errors import ConfigError
 from engine.features.compile import MICROS, GroupPlan, Lag, Windowed
+from engine.features.plans import Choice
+from engine.features.sliding import SlidingCompiler
+from engine.features.vectorized import vectorized_features
 
 _AT, _BUCKET, _OWN, _EV, _Q = "_fl_at", "_fl_bucket", "_fl_own", "_fl_ev", "_fl_q"
 _HIST, _POS = "_fl_hist", "_fl_pos"
@@ -56,6 +63,14 @@ def _check_columns(df: DataFrame, plan: GroupPlan) -> None:
     missing = [c for c in wanted if c not in present]
     if missing:
         raise ConfigError(f"features.groups.{plan.group.name}: columns {missing} are not in the input")
+
+
+def check_inputs(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig) -> None:
+    """Fail in one line when the group's keys, inputs or times are missing or not timestamps."""
+    key = f"features.groups.{plan.group.name}"
+    _check_columns(events, plan)
+    _micros(events, cfg.timestamp, f"{key} timestamp")
+    _micros(events, cfg.known_at or cfg.timestamp, f"{key} known_at")
 
 
 def _input_values(plan: GroupPlan) -> dict[str, Column]:
@@ -260,7 +275,7 @@ def _bucketed(rows: DataFrame, bucket: int | None, horizon: int) -> DataFrame:
     ).drop("_fl_place")
 
 
-def _with_histories(events: DataFrame, plan: GroupPlan, partition: list[str]) -> DataFrame:
+def _with_histories(events: DataFrame, *, plan: GroupPlan, partition: list[str]) -> DataFrame:
     """Each event keeps (time, value) of its last K events, itself last, for lags and last-N values.
 
     Events at one time are ordered by the column's own value; `_fl_pos_<ref>` records that order.
@@ -307,8 +322,28 @@ def _with_distinct_markers(events: DataFrame, plan: GroupPlan, partition: list[s
     return placed.withColumns({**deltas, **values, **flags}).drop("_fl_place")
 
 
+def _direct(
+    queries: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, choice: str, time: Column, keyed: Column
+) -> DataFrame:
+    """The features of rows that are their own events, with nothing copied: inputs are read where they are.
+
+    Rows without a time sort last, so no timed row's frame reaches them.
+    """
+    if choice == "vectorized":
+        sources = {i.ref: i.column or cfg.timestamp for i in plan.inputs if not i.filter}
+        computed = {ref: value for ref, value in _input_values(plan).items() if ref not in sources}
+        return vectorized_features(
+            queries.withColumns(computed), plan, list(plan.group.keys), queries.columns, cfg.timestamp, sources
+        )
+    sliding = SlidingCompiler(list(plan.group.keys), time, _input_values(plan), F.lit(True), time.asc_nulls_last())
+    features = {f.name: sliding.windowed(f) for f in plan.windowed}
+    features |= {lag.name: sliding.lag(lag, plan.ttl_micros) for lag in plan.lags}
+    placed = keyed & time.isNotNull()
+    return queries.select(*queries.columns, *[F.when(placed, c).alias(name) for name, c in features.items()])
+
+
 def group_features(
-    queries: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, events: DataFrame | None = None
+    queries: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, choice: Choice, events: DataFrame | None = None
 ) -> DataFrame:
     """Add the group's features to every query row, as of the row's `cfg.timestamp`.
 
@@ -330,9 +365,13 @@ def group_features(
     # every query row in range is returned; one without a key or time is in no window and gets nulls
     wanted = _in_range(query_time, start, end) if (start or end) else F.lit(True)
     inputs = _input_values(plan)
-    bucket = None if plan.lifetime or cfg.skew_split == 0 else cfg.skew_split * horizon
+    bucket = None if plan.lifetime or cfg.skew_split == 0 or not choice.split else cfg.skew_split * horizon
     partition = [*keys, _BUCKET]
 
+    if shared and bucket is None and not (start or end) and choice.plan != "running":
+        return _direct(queries, plan, cfg, choice.plan, query_time, keyed)
+    running = choice.plan == "running"
+    keep_history = partial(_with_histories, plan=plan, partition=partition) if running else (lambda df: df)
     if shared:
         event = keyed & _in_range(query_time, reach, end)
         rows = queries.where(event | wanted).withColumns(
@@ -343,7 +382,7 @@ def group_features(
                 _Q: wanted,
             }
         )
-        rows = _bucketed(rows, bucket, horizon).transform(_with_histories, plan, partition)
+        rows = _bucketed(rows, bucket, horizon).transform(keep_history)
     else:
         event_rows = events.where(keyed & _in_range(event_time, reach, end)).select(
             *keys,
@@ -353,14 +392,22 @@ def group_features(
             F.lit(False).alias(_Q),
         )
         query_rows = queries.where(wanted).withColumns({_AT: query_time, _EV: F.lit(False), _Q: F.lit(True)})
-        events_kept = _bucketed(event_rows, bucket, horizon).transform(_with_histories, plan, partition)
+        events_kept = _bucketed(event_rows, bucket, horizon).transform(keep_history)
         rows = events_kept.unionByName(_bucketed(query_rows, bucket, horizon), allowMissingColumns=True)
+    if choice.plan == "vectorized":
+        return vectorized_features(rows, plan, partition, queries.columns)
+    placed = keyed & F.col(_AT).isNotNull()
+    if choice.plan == "sliding":
+        sliding = SlidingCompiler(partition, F.col(_AT), {i.ref: F.col(i.ref) for i in plan.inputs}, F.col(_EV))
+        features = {f.name: sliding.windowed(f) for f in plan.windowed}
+        features |= {lag.name: sliding.lag(lag, plan.ttl_micros) for lag in plan.lags}
+        masked = [F.when(placed, F.col(name)).alias(name) for name in features]
+        return rows.withColumns(features).where(F.col(_Q) & F.col(_OWN)).select(*queries.columns, *masked)
     rows = _with_distinct_markers(rows, plan, partition)
 
     compiler = _Compiler(_Frames(partition))
     features = {f.name: compiler.windowed(f) for f in plan.windowed}
     features |= {lag.name: compiler.lag(lag, plan.ttl_micros) for lag in plan.lags}
-    placed = keyed & F.col(_AT).isNotNull()
     return (
         rows.withColumns(compiler.inputs)
         .withColumns(features)

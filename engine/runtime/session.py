@@ -22,7 +22,11 @@ _DELTA_CONF = {
 
 # Every mode: UTC (feature dates and calendar parts assume it) and ANSI SQL, so a bad cast fails
 # instead of turning into null (Spark 3.5 leaves ANSI off unless asked).
-_SQL_CONF = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
+_SQL_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",  # the vectorized window pass: fewer, larger batches
+}
 _DEEQU_CLASS = "com.amazon.deequ.VerificationSuite"
 
 _LOG4J2 = """\
@@ -86,6 +90,7 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.app_name)
     settings = {"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions), **_SQL_CONF, **_DELTA_CONF}
     if cfg.mode == "local":
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers (the vectorized window pass) use this venv
         jars = local_jars(load_runtime(), Path(cfg.jar_cache))
         settings |= {
             "spark.master": cfg.master,

@@ -1,0 +1,96 @@
+"""Which plan computes a group's windows: the cheapest exact one for the shape of the data.
+
+- `sliding`: Spark's moving range frames. Each row reads its window's events again, so the cost grows
+  with the events per window; with a handful per window it is the cheapest plan.
+- `vectorized`: one shuffle, one sort and one numpy pass over Arrow batches; its cost hardly depends on
+  how many events a window holds. It computes bounded windows of numbers and strings.
+- `running`: running totals in Spark frames; general (lifetime windows, decimals, any type).
+
+With `features.plan: auto` one Spark job per group measures a 2% sample of the events: how many of the
+same entity's events a window holds, summed over the group's features (`reads`), and the largest
+entity's share of the rows. Below `SLIDING_MAX_READS` the sliding plan runs, above it the vectorized
+one (or running, for what vectorized does not compute). Time buckets (`skew_split`) are used only when
+one entity holds more rows than a task's share; they spread it over tasks at the cost of copied rows.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from engine.config.features import FeaturesConfig
+from engine.errors import ConfigError
+from engine.features.compile import GroupPlan
+from engine.features.vectorized import supports, value_kind
+
+SAMPLE_FRACTION = 0.02
+SLIDING_MAX_READS = 100.0  # events read per row; bench/features.md puts the crossover near 100
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The plan for one group, whether hot entities are split into time buckets, and why."""
+
+    plan: str
+    split: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a sample says of a group's events: for a random event, how many events its entity has
+    (`same_entity`), over what time span (microseconds), and the largest entity's share of rows."""
+
+    same_entity: float
+    span: int
+    largest_share: float
+
+
+def measure(events: DataFrame, keys: list[str], time: Column) -> Shape:
+    """One job: per-entity counts on a Bernoulli sample, corrected for the sampling (Σn² from Σc²)."""
+    p = SAMPLE_FRACTION
+    keyed = reduce(operator.and_, [F.col(k).isNotNull() for k in keys])
+    sample = events.where(keyed & time.isNotNull()).select(*keys, time.alias("t")).sample(fraction=p, seed=17)
+    per_entity = sample.groupBy(*keys).agg(F.count(F.lit(1)).alias("c"), F.min("t").alias("lo"), F.max("t").alias("hi"))
+    row = per_entity.agg(
+        F.sum(F.col("c") * F.col("c")).alias("squares"),
+        F.sum("c").alias("rows"),
+        F.max("c").alias("largest"),
+        F.min("lo").alias("lo"),
+        F.max("hi").alias("hi"),
+    ).first()
+    if not row or not row["rows"]:
+        return Shape(0.0, 1, 0.0)
+    same_entity = max(row["squares"] - (1 - p) * row["rows"], 0.0) / (p * row["rows"])
+    return Shape(same_entity, max(row["hi"] - row["lo"], 1), row["largest"] / row["rows"])
+
+
+def reads(plan: GroupPlan, shape: Shape) -> float:
+    """Events the sliding plan reads per row: each feature reads its window (lags read the TTL)."""
+    spans = [f.micros or shape.span for f in plan.windowed] + [plan.ttl_micros for _ in plan.lags]
+    return sum(shape.same_entity * min(s / shape.span, 1.0) for s in spans)
+
+
+def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, time: Column, partitions: int) -> Choice:
+    """The configured plan, or with `auto` the cheapest exact one for this group's measured shape."""
+    kinds = {i.ref: "int" if i.column is None else value_kind(events.schema[i.column].dataType) for i in plan.inputs}
+    vectorizable = supports(plan, kinds)
+    name = plan.group.name
+    if cfg.plan != "auto":
+        if cfg.plan == "vectorized" and not vectorizable:
+            raise ConfigError(
+                f"features.plan: vectorized cannot compute group '{name}' "
+                "(it takes bounded windows, and sums, means and variances of numbers only)"
+            )
+        return Choice(cfg.plan, True, "set by features.plan")
+    shape = measure(events, list(plan.group.keys), time)
+    per_row = reads(plan, shape)
+    split = shape.largest_share > 1 / max(partitions, 1)
+    detail = f"{per_row:.1f} events read per row, largest entity {shape.largest_share:.1%} of rows"
+    if per_row <= SLIDING_MAX_READS:
+        return Choice("sliding", split, detail)
+    return Choice("vectorized" if vectorizable else "running", split, detail)
