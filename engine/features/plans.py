@@ -27,7 +27,7 @@ from engine.errors import ConfigError
 from engine.features.compile import GroupPlan
 from engine.features.vectorized import supports, value_kind
 
-SAMPLE_FRACTION = 0.02
+SAMPLE_FRACTION = 0.005
 SLIDING_MAX_READS = 100.0  # events read per row; bench/features.md puts the crossover near 100
 
 

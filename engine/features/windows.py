@@ -335,11 +335,13 @@ def _direct(
         return vectorized_features(
             queries.withColumns(computed), plan, list(plan.group.keys), queries.columns, cfg.timestamp, sources
         )
-    sliding = SlidingCompiler(list(plan.group.keys), time, _input_values(plan), F.lit(True), time.asc_nulls_last())
+    at = F.col(_AT)  # the time in micros, read after the frames too, so the timestamp is not needed there
+    sliding = SlidingCompiler(list(plan.group.keys), at, _input_values(plan), F.lit(True), at.asc_nulls_last())
     features = {f.name: sliding.windowed(f) for f in plan.windowed}
     features |= {lag.name: sliding.lag(lag, plan.ttl_micros) for lag in plan.lags}
-    placed = keyed & time.isNotNull()
-    return queries.select(*queries.columns, *[F.when(placed, c).alias(name) for name, c in features.items()])
+    placed = keyed & at.isNotNull()
+    masked = [F.when(placed, c).alias(name) for name, c in features.items()]
+    return queries.withColumn(_AT, time).select(*queries.columns, *masked)
 
 
 def group_features(
