@@ -167,7 +167,7 @@ def _assert_same_rows(left: list, right: list) -> None:
         assert not different, f"id {row['id']}: {different}"
 
 
-@pytest.mark.parametrize("plan", ["running", "sliding", "vectorized", "auto"])
+@pytest.mark.parametrize("plan", ["running", "sliding", "vectorized"])
 @pytest.mark.parametrize("known_at", [None, "known_ts"], ids=["event_time", "known_at"])
 @pytest.mark.parametrize("closed", ["right", "left"])
 def test_event_level_matches_reference(spark: SparkSession, closed: str, known_at: str | None, plan: str) -> None:
@@ -223,7 +223,7 @@ def test_snapshot_matches_reference(spark: SparkSession, cadence: str, plan: str
     _assert_matches(rows, spine, expected, f"snapshot {cadence}")
 
 
-@pytest.mark.parametrize("plan", ["sliding", "vectorized"])
+@pytest.mark.parametrize("plan", ["vectorized"])
 def test_incremental_range_equals_full_run(spark: SparkSession, plan: str) -> None:
     """A run over [day 8, day 12) reads only the history it needs and equals the full run (running plan) there.
 
