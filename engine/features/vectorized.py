@@ -165,11 +165,11 @@ class _Block:
     @property
     def query_start(self) -> np.ndarray:
         """Index of the first event of each query row's run."""
-        return self._cached(("start",), lambda: np.searchsorted(self.event_key, self.query_base, "left"))
+        return self.cached(("start",), lambda: np.searchsorted(self.event_key, self.query_base, "left"))
 
     def upto(self, side: str) -> np.ndarray:
         """Events at or before (side "right") or strictly before ("left") each query row's time."""
-        return self._cached(("upto", side), lambda: np.searchsorted(self.event_key, self.query_key, side))
+        return self.cached(("upto", side), lambda: np.searchsorted(self.event_key, self.query_key, side))
 
     def bounds(self, micros: int, closed: str) -> tuple[np.ndarray, np.ndarray]:
         """Event index range [lo, hi) of each query row's window."""
@@ -185,21 +185,19 @@ class _Block:
         spans = [hi - lo for lo, hi in (self.bounds(f.micros, f.closed) for f in alike)]
         return max((int(s.max()) for s in spans if len(s)), default=1)
 
-    def _cached(self, key: tuple, build):
+    def cached(self, key: tuple, build):
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
 
     def column(self, ref: str) -> pa.Array:
-        return self._cached(
-            ("column", ref), lambda: self.table.column(ref).take(pa.array(self.events)).combine_chunks()
-        )
+        return self.cached(("column", ref), lambda: self.table.column(ref).take(pa.array(self.events)).combine_chunks())
 
     def valid(self, ref: str) -> np.ndarray:
-        return self._cached(("valid", ref), lambda: _numpy(self.column(ref).is_valid(), bool))
+        return self.cached(("valid", ref), lambda: _numpy(self.column(ref).is_valid(), bool))
 
     def counts(self, ref: str) -> np.ndarray:
-        return self._cached(("counts", ref), lambda: np.concatenate(([0], np.cumsum(self.valid(ref)))))
+        return self.cached(("counts", ref), lambda: np.concatenate(([0], np.cumsum(self.valid(ref)))))
 
     def count(self, ref: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         counts = self.counts(ref)
@@ -216,7 +214,7 @@ class _Block:
                 return _numpy(column, np.float64)
             return _numpy(pc.rank(column, sort_keys="ascending", tiebreaker="dense"), np.int64)
 
-        return self._cached(("values", ref), build)
+        return self.cached(("values", ref), build)
 
     def order(self, ref: str, kind: str) -> np.ndarray:
         """Event positions in tie order: time, then nulls first, then value."""
@@ -228,7 +226,7 @@ class _Block:
                 value = _numpy(pc.rank(self.column(ref), sort_keys="ascending", tiebreaker="dense"), np.int64)
             return np.lexsort((value, self.valid(ref), self.event_key))
 
-        return self._cached(("order", ref), build)
+        return self.cached(("order", ref), build)
 
 
 def _first_last(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -286,25 +284,25 @@ def _numbers(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> tuple
             sentinel = -np.inf if largest else np.inf
         else:
             sentinel = np.iinfo(np.int64).min if largest else np.iinfo(np.int64).max
-        table = block._cached(
+        table = block.cached(
             (f.function, f.ref), lambda: _sparse_table(np.where(valid, values, sentinel), block.longest(f), largest)
         )
         if not len(values):
             return np.zeros(len(lo), dtype=values.dtype), n > 0
         return _range_extreme(table, lo, hi, largest), n > 0
     if f.function == "sum" and f.kind == "int":
-        prefix = block._cached(("isum", f.ref), lambda: np.concatenate(([0], np.cumsum(values))))
+        prefix = block.cached(("isum", f.ref), lambda: np.concatenate(([0], np.cumsum(values))))
         return prefix[hi] - prefix[lo], n > 0
     numbers = values.astype(np.float64, copy=False)
     if f.function in ("sum", "mean"):
-        total = _window_sum(block._cached(("sum", f.ref), lambda: _prefix(numbers)), lo, hi)
+        total = _window_sum(block.cached(("sum", f.ref), lambda: _prefix(numbers)), lo, hi)
         return (total if f.function == "sum" else total / np.maximum(n, 1)), n > 0
 
     def centred() -> tuple:
         deviation = np.where(valid, numbers - _run_means(block, f.ref, numbers, valid), 0.0)
         return _prefix(deviation), _prefix(deviation * deviation)
 
-    first, second = block._cached(("moments", f.ref), centred)
+    first, second = block.cached(("moments", f.ref), centred)
     s1, s2 = _window_sum(first, lo, hi), _window_sum(second, lo, hi)
     variance = np.maximum((s2 - s1 * s1 / np.maximum(n, 1)) / np.maximum(n - 1, 1), 0.0)
     return (variance if f.function == "variance" else np.sqrt(variance)), n > 1
