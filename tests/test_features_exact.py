@@ -29,7 +29,7 @@ from engine.config.features import (
 )
 from engine.errors import ConfigError
 from engine.features.compile import compile_group
-from engine.features.plans import choose
+from engine.features.plans import choose, measure
 from engine.features.table import feature_table
 
 US = 1_000_000
@@ -349,10 +349,14 @@ def test_auto_picks_the_plan_from_events_per_window(spark: SparkSession) -> None
     )
     cfg = FeaturesConfig(timestamp="event_ts", groups=[group])
     time = F.unix_micros(F.col("event_ts"))
-    sparse = choose(frame(2_000, 3), compile_group(group), cfg, time, 4)
-    dense = choose(frame(2, 3_000), compile_group(group), cfg, time, 4)
+
+    def chosen(events, group: GroupConfig, cfg: FeaturesConfig):
+        return choose(events, compile_group(group), cfg, lambda: measure(events, ["entity"], time), 4)
+
+    sparse = chosen(frame(2_000, 3), group, cfg)
+    dense = chosen(frame(2, 3_000), group, cfg)
     lifetime = replace(group, windows=["lifetime"])
     assert (sparse.plan, dense.plan) == ("sliding", "vectorized"), (sparse, dense)
-    assert choose(frame(2, 3_000), compile_group(lifetime), cfg, time, 4).plan == "running"
+    assert chosen(frame(2, 3_000), lifetime, cfg).plan == "running"
     with pytest.raises(ConfigError, match="vectorized cannot compute group 'g'"):
-        choose(frame(2, 10), compile_group(lifetime), replace(cfg, plan="vectorized"), time, 4)
+        chosen(frame(2, 10), lifetime, replace(cfg, plan="vectorized"))

@@ -6,7 +6,7 @@
   how many events a window holds. It computes bounded windows of numbers and strings.
 - `running`: running totals in Spark frames; general (lifetime windows, decimals, any type).
 
-With `features.plan: auto` one Spark job per group measures a 2% sample of the events: how many of the
+With `features.plan: auto` one Spark job per set of entity keys measures a 2% sample of the events: how many of the
 same entity's events a window holds, summed over the group's features (`reads`), and the largest
 entity's share of the rows. Below `SLIDING_MAX_READS` the sliding plan runs, above it the vectorized
 one (or running, for what vectorized does not compute). Time buckets (`skew_split`) are used only when
@@ -16,6 +16,7 @@ one entity holds more rows than a task's share; they spread it over tasks at the
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
@@ -75,8 +76,10 @@ def reads(plan: GroupPlan, shape: Shape) -> float:
     return sum(shape.same_entity * min(s / shape.span, 1.0) for s in spans)
 
 
-def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, time: Column, partitions: int) -> Choice:
-    """The configured plan, or with `auto` the cheapest exact one for this group's measured shape."""
+def choose(
+    events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, shape_of: Callable[[], Shape], partitions: int
+) -> Choice:
+    """The configured plan, or with `auto` the cheapest exact one for the group's shape (`shape_of()`)."""
     kinds = {i.ref: "int" if i.column is None else value_kind(events.schema[i.column].dataType) for i in plan.inputs}
     vectorizable = supports(plan, kinds)
     name = plan.group.name
@@ -87,7 +90,7 @@ def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, time: Column
                 "(it takes bounded windows, and sums, means and variances of numbers only)"
             )
         return Choice(cfg.plan, True, "set by features.plan")
-    shape = measure(events, list(plan.group.keys), time)
+    shape = shape_of()
     per_row = reads(plan, shape)
     split = shape.largest_share > 1 / max(partitions, 1)
     detail = f"{per_row:.1f} events read per row, largest entity {shape.largest_share:.1%} of rows"

@@ -14,7 +14,7 @@ from engine.errors import ConfigError, first_line
 from engine.features.calendar import add_time_features, time_feature_names
 from engine.features.compile import GroupPlan, compile_group
 from engine.features.derived import add_derived
-from engine.features.plans import Choice, choose
+from engine.features.plans import Choice, Shape, choose, measure
 from engine.features.snapshot import snapshot_spine
 from engine.features.windows import check_inputs, group_features
 
@@ -46,13 +46,25 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
     return _names(cfg, compile_features(cfg))
 
 
-def _choice(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig) -> Choice:
+def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig) -> list[Choice]:
+    """Each group's plan; groups with the same keys share one measurement of the events."""
     time = F.unix_micros(F.col(cfg.known_at or cfg.timestamp))
     partitions = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-    choice = choose(events, plan, cfg, time, partitions)
-    split = " with time buckets" if choice.split else ""
-    log.info("features.groups.%s: %s plan%s (%s)", plan.group.name, choice.plan, split, choice.reason)
-    return choice
+    shapes: dict[tuple[str, ...], Shape] = {}
+
+    def shape_of(keys: tuple[str, ...]) -> Shape:
+        if keys not in shapes:
+            shapes[keys] = measure(events, list(keys), time)
+        return shapes[keys]
+
+    choices = []
+    for plan in plans:
+        keys = tuple(plan.group.keys)
+        choice = choose(events, plan, cfg, lambda keys=keys: shape_of(keys), partitions)
+        split = " with time buckets" if choice.split else ""
+        log.info("features.groups.%s: %s plan%s (%s)", plan.group.name, choice.plan, split, choice.reason)
+        choices.append(choice)
+    return choices
 
 
 def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
@@ -70,7 +82,7 @@ def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     try:
         for plan in plans:
             check_inputs(events, plan, cfg)
-        choices = [_choice(events, plan, cfg) for plan in plans]
+        choices = _choices(events, plans, cfg)
         if cfg.granularity == "event":
             rows = events
             for plan, choice in zip(plans, choices, strict=True):

@@ -141,19 +141,37 @@ def _range_extreme(table: np.ndarray, lo: np.ndarray, hi: np.ndarray, largest: b
     return pick(table[level, np.minimum(lo, table.shape[1] - 1)], table[level, np.maximum(hi - (1 << level), 0)])
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where each run (entity, bucket) starts in a table, and each row's time in micros (0 when null)."""
+
+    first: np.ndarray
+    at: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table, spec: PassSpec) -> _Layout:
+        starts = _segment_starts(table, spec.segment, spec.time)
+        return cls(np.flatnonzero(starts), _numpy(table.column(spec.time), np.int64))
+
+    def spans(self, horizon: int) -> np.ndarray:
+        """Each run's length on the time axis: its time range plus one look-back of gap."""
+        last = np.concatenate((self.first[1:], [len(self.at)])) - 1
+        return self.at[last] - self.at[self.first] + horizon + 1
+
+    def split(self, at: int) -> tuple[_Layout, _Layout]:
+        """The layouts of rows [0, at) and [at, n), `at` being a run's first row."""
+        low, high = self.first[self.first < at], self.first[self.first >= at] - at
+        return _Layout(low, self.at[:at]), _Layout(high, self.at[at:])
+
+
 class _Block:
     """One batch (with the carried look-back) laid out for windows: events, query rows and time keys."""
 
-    def __init__(self, table: pa.Table, spec: PassSpec, rows: np.ndarray) -> None:
-        self.table, self.spec, self.rows = table, spec, rows
-        n = table.num_rows
-        starts = _segment_starts(table, spec.segment, spec.time)
-        segment = np.cumsum(starts) - 1
-        at = _numpy(table.column(spec.time), np.int64)
-        first = np.flatnonzero(starts)
-        last = np.concatenate((first[1:], [n])) - 1
-        span = at[last] - at[first] + spec.horizon + 1
-        base = np.concatenate(([0], np.cumsum(span)[:-1]))
+    def __init__(self, table: pa.Table, spec: PassSpec, rows: np.ndarray, layout: _Layout) -> None:
+        self.table, self.spec = table, spec
+        at, first = layout.at, layout.first
+        segment = np.repeat(np.arange(len(first)), np.diff(np.concatenate((first, [table.num_rows]))))
+        base = np.concatenate(([0], np.cumsum(layout.spans(spec.horizon))[:-1]))
         key = at - at[first][segment] + base[segment]  # runs end to end, a look-back apart, on one axis
         self.events = np.flatnonzero(_flag(table, spec, EV))
         self.event_key, self.event_run = key[self.events], segment[self.events]
@@ -351,9 +369,9 @@ def _feature(block: _Block, f: Feature, target: pa.DataType) -> pa.Array:
     return pa.array(values, mask=~present).cast(target)
 
 
-def _emit(table: pa.Table, spec: PassSpec, rows: np.ndarray) -> pa.Table:
+def _emit(table: pa.Table, spec: PassSpec, rows: np.ndarray, layout: _Layout) -> pa.Table:
     """The passthrough columns and every feature of `rows`; features are null on unplaced rows."""
-    block = _Block(table, spec, rows)
+    block = _Block(table, spec, rows, layout)
     placed = pa.array(_placed(table, spec)[rows])
     columns = [table.column(name).take(pa.array(rows)) for name in spec.passthrough]
     for f in spec.features:
@@ -381,36 +399,35 @@ def _step(
 ) -> tuple[list[pa.RecordBatch], pa.Table, np.ndarray]:
     """The batches of rows whose windows are complete, and the last run's rows later rows can reach."""
     n = table.num_rows
+    layout = _Layout.of(table, spec)
     ready = _flag(table, spec, Q) & ~done
     keep = np.zeros(n, dtype=bool)
     if not final and n:
-        starts = np.flatnonzero(_segment_starts(table, spec.segment, spec.time))
-        at = _numpy(table.column(spec.time), np.int64)
-        tail = np.arange(n) >= starts[-1]
+        at = layout.at
+        tail = np.arange(n) >= layout.first[-1]
         ready &= ~(tail & (at == at[-1]))  # rows at the last time may have ties in the next batch
         keep = tail & (at >= at[-1] - spec.horizon)
     rows = np.flatnonzero(ready)
-    emitted = [batch for part in _parts(table, spec, rows) for batch in part.to_batches()]
+    emitted = [batch for part in _parts(table, spec, rows, layout) for batch in part.to_batches()]
     return emitted, table.filter(pa.array(keep)), (done | ready)[keep]
 
 
-def _parts(table: pa.Table, spec: PassSpec, rows: np.ndarray) -> Iterator[pa.Table]:
+def _parts(table: pa.Table, spec: PassSpec, rows: np.ndarray, layout: _Layout) -> Iterator[pa.Table]:
     """Blocks of whole runs small enough for the time axis (runs are laid end to end on int64)."""
     if not len(rows):
         return
-    first = np.flatnonzero(_segment_starts(table, spec.segment, spec.time))
-    at = _numpy(table.column(spec.time), np.int64)
-    last = np.concatenate((first[1:], [table.num_rows])) - 1
-    reach = np.cumsum(at[last] - at[first] + spec.horizon + 1)
-    if reach[-1] < _LIMIT or len(first) == 1:
-        yield _emit(table, spec, rows)
+    reach = np.cumsum(layout.spans(spec.horizon))
+    if reach[-1] < _LIMIT or len(layout.first) == 1:
+        yield _emit(table, spec, rows, layout)
         return
-    split = int(first[max(int(np.searchsorted(reach, reach[-1] // 2)), 1)])
-    yield from _parts(table.slice(0, split), spec, rows[rows < split])
-    yield from _parts(table.slice(split), spec, rows[rows >= split] - split)
+    split = int(layout.first[max(int(np.searchsorted(reach, reach[-1] // 2)), 1)])
+    low, high = layout.split(split)
+    yield from _parts(table.slice(0, split), spec, rows[rows < split], low)
+    yield from _parts(table.slice(split), spec, rows[rows >= split] - split, high)
 
 
 def value_kind(data_type: T.DataType) -> str:
+    """What the pass can do with a column's values: sum them (int, float), order them (string), or only pick them."""
     if isinstance(data_type, T.IntegralType):
         return "int"
     if isinstance(data_type, T.FloatType | T.DoubleType):

@@ -322,6 +322,12 @@ def _with_distinct_markers(events: DataFrame, plan: GroupPlan, partition: list[s
     return placed.withColumns({**deltas, **values, **flags}).drop("_fl_place")
 
 
+def _feature_columns(compiler: _Compiler | SlidingCompiler, plan: GroupPlan) -> dict[str, Column]:
+    """Each windowed feature and lag of the group as a column of `compiler`'s plan."""
+    features = {f.name: compiler.windowed(f) for f in plan.windowed}
+    return features | {lag.name: compiler.lag(lag, plan.ttl_micros) for lag in plan.lags}
+
+
 def _direct(
     queries: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, choice: str, time: Column, keyed: Column
 ) -> DataFrame:
@@ -337,10 +343,8 @@ def _direct(
         )
     at = F.col(_AT)  # the time in micros, read after the frames too, so the timestamp is not needed there
     sliding = SlidingCompiler(list(plan.group.keys), at, _input_values(plan), F.lit(True), at.asc_nulls_last())
-    features = {f.name: sliding.windowed(f) for f in plan.windowed}
-    features |= {lag.name: sliding.lag(lag, plan.ttl_micros) for lag in plan.lags}
     placed = keyed & at.isNotNull()
-    masked = [F.when(placed, c).alias(name) for name, c in features.items()]
+    masked = [F.when(placed, c).alias(name) for name, c in _feature_columns(sliding, plan).items()]
     return queries.withColumn(_AT, time).select(*queries.columns, *masked)
 
 
@@ -401,15 +405,13 @@ def group_features(
     placed = keyed & F.col(_AT).isNotNull()
     if choice.plan == "sliding":
         sliding = SlidingCompiler(partition, F.col(_AT), {i.ref: F.col(i.ref) for i in plan.inputs}, F.col(_EV))
-        features = {f.name: sliding.windowed(f) for f in plan.windowed}
-        features |= {lag.name: sliding.lag(lag, plan.ttl_micros) for lag in plan.lags}
+        features = _feature_columns(sliding, plan)
         masked = [F.when(placed, F.col(name)).alias(name) for name in features]
         return rows.withColumns(features).where(F.col(_Q) & F.col(_OWN)).select(*queries.columns, *masked)
     rows = _with_distinct_markers(rows, plan, partition)
 
     compiler = _Compiler(_Frames(partition))
-    features = {f.name: compiler.windowed(f) for f in plan.windowed}
-    features |= {lag.name: compiler.lag(lag, plan.ttl_micros) for lag in plan.lags}
+    features = _feature_columns(compiler, plan)
     return (
         rows.withColumns(compiler.inputs)
         .withColumns(features)
