@@ -351,7 +351,7 @@ def test_auto_picks_the_plan_from_events_per_window(spark: SparkSession) -> None
     time = F.unix_micros(F.col("event_ts"))
 
     def chosen(events, group: GroupConfig, cfg: FeaturesConfig):
-        return choose(events, compile_group(group), cfg, lambda: measure(events, ["entity"], time), 4)
+        return choose(events, compile_group(group), cfg, measure(events, [("entity",)], time)[("entity",)], 4)
 
     sparse = chosen(frame(2_000, 3), group, cfg)
     dense = chosen(frame(2, 3_000), group, cfg)

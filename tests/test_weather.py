@@ -6,6 +6,7 @@ import datetime as dt
 import random
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.datasets.flights.weather import weather_as_of
@@ -46,12 +47,14 @@ def test_latest_observation_at_or_before_departure(spark: SparkSession) -> None:
     flights.append(("exact", "EWR", int(weather[5][1].timestamp())))  # departure exactly on an observation
     rows = [(fid, origin, dt.datetime.fromtimestamp(sched, UTC)) for fid, origin, sched in flights]
 
+    frame, observations = spark.createDataFrame(rows, FLIGHTS), spark.createDataFrame(weather, WEATHER)
     got = {
         r["flight_id"]: (r["weather_temp"], r["weather_visib"])
-        for r in weather_as_of(
-            spark.createDataFrame(rows, FLIGHTS), spark.createDataFrame(weather, WEATHER), ["temp", "visib"]
-        ).collect()
+        for r in weather_as_of(frame, observations, ["temp", "visib"]).collect()
     }
+    # the same flights with a column added, their points read from the frame before it
+    widened = weather_as_of(frame.withColumn("extra", F.lit(1)), observations, ["temp", "visib"], points=frame)
+    assert {r["flight_id"]: (r["weather_temp"], r["weather_visib"]) for r in widened.collect()} == got
     for fid, origin, sched in flights:
         seen = [w for w in weather if w[0] == origin and w[1].timestamp() <= sched]
         latest = max(seen, key=lambda w: w[1]) if seen else None

@@ -4,6 +4,8 @@ trials on Ray (or serially), rank them and record everything in MLflow under one
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import mlflow
@@ -14,7 +16,7 @@ from engine.config.experiment import ExperimentConfig
 from engine.errors import FeaturelakeError, describe
 from engine.experiments.dataset import TableVersion, read_arrow_table
 from engine.experiments.models import METRICS
-from engine.experiments.runner import run_on_ray, run_serially
+from engine.experiments.runner import ray_runtime, run_on_ray, run_serially
 from engine.experiments.space import Trial, plan_trials
 from engine.experiments.tracking import leaderboard_table, log_best_model, log_leaderboard, log_trial
 from engine.experiments.trials import TrialResult, TrialSpec
@@ -59,16 +61,25 @@ def rank(results: list[TrialResult], metric: str) -> list[TrialResult]:
 def _read_variants(
     variants: dict[str, VariantData], trials: list[Trial], cfg: ExperimentConfig
 ) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    """Each variant's columns from its pinned version, read once; a variant that cannot be read
-    gets its error instead, and its trials fail with it."""
+    """Each variant's columns from its pinned version; variants on the same version and filters share
+    one read. A variant that cannot be read gets its error instead, and its trials fail with it."""
+    names = sorted({t.variant for t in trials})
+    columns = {n: list(dict.fromkeys([*variants[n].features, cfg.label, cfg.split.time_column])) for n in names}
+    sources: dict[tuple, list[str]] = {}
+    for name in names:
+        sources.setdefault((variants[name].table, repr(variants[name].filters)), []).append(name)
     tables, errors = {}, {}
-    for name in sorted({t.variant for t in trials}):
-        data = variants[name]
-        columns = list(dict.fromkeys([*data.features, cfg.label, cfg.split.time_column]))
+    for (table, _), readers in sources.items():
+        filters = variants[readers[0]].filters
         try:
-            tables[name] = read_arrow_table(data.table, columns, data.filters)
-        except FeaturelakeError as err:
-            errors[name] = describe(err)
+            read = read_arrow_table(table, list(dict.fromkeys(c for n in readers for c in columns[n])), filters)
+            tables |= {n: read.select(columns[n]) for n in readers}
+        except FeaturelakeError:  # one variant's columns may be the cause: read each on its own
+            for name in readers:
+                try:
+                    tables[name] = read_arrow_table(table, columns[name], filters)
+                except FeaturelakeError as err:
+                    errors[name] = describe(err)
     return tables, errors
 
 
@@ -99,11 +110,17 @@ def run_sweep(cfg: ExperimentConfig, variants: dict[str, VariantData], *, parall
                 "ray_address": cfg.ray_address or "local",
             }
         )
-        tables, unreadable = _read_variants(variants, trials, cfg)
-        runnable = [t for t in trials if t.variant in tables]
-        results = [TrialResult(t, None, error=unreadable[t.variant]) for t in trials if t.variant in unreadable]
-        if runnable:
-            results += run_on_ray(tables, runnable, spec, cfg) if parallel else run_serially(tables, runnable, spec)
+        # delta-rs reads outside the GIL, so the tables load while Ray starts.
+        with ThreadPoolExecutor(1) as reader:
+            reading = reader.submit(_read_variants, variants, trials, cfg)
+            with ray_runtime(cfg) if parallel else nullcontext():
+                tables, unreadable = reading.result()
+                runnable = [t for t in trials if t.variant in tables]
+                results = [TrialResult(t, None, error=unreadable[t.variant]) for t in trials if t.variant in unreadable]
+                if runnable and parallel:
+                    results += run_on_ray(tables, runnable, spec, cfg)
+                elif runnable:
+                    results += run_serially(tables, runnable, spec)
         ranked = rank(results, cfg.metric)
         versions = {name: data.table for name, data in variants.items()}
         for result in ranked:

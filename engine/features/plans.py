@@ -6,17 +6,17 @@
   how many events a window holds. It computes bounded windows of numbers and strings.
 - `running`: running totals in Spark frames; general (lifetime windows, decimals, any type).
 
-With `features.plan: auto` one Spark job per set of entity keys measures a 2% sample of the events: how many of the
-same entity's events a window holds, summed over the group's features (`reads`), and the largest
-entity's share of the rows. Below `SLIDING_MAX_READS` the sliding plan runs, above it the vectorized
-one (or running, for what vectorized does not compute). Time buckets (`skew_split`) are used only when
-one entity holds more rows than a task's share; they spread it over tasks at the cost of copied rows.
+With `features.plan: auto` one Spark job measures a 0.5% sample of the events for every set of entity
+keys: how many of the same entity's events a window holds, summed over the group's features
+(`reads`), and the largest entity's share of the rows. Below `SLIDING_MAX_READS` the sliding plan
+runs, above it the vectorized one (or running, for what vectorized does not compute). Time buckets
+(`skew_split`) are used only when one entity holds more rows than a task's share; they spread it over
+tasks at the cost of copied rows.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
@@ -51,23 +51,35 @@ class Shape:
     largest_share: float
 
 
-def measure(events: DataFrame, keys: list[str], time: Column) -> Shape:
-    """One job: per-entity counts on a Bernoulli sample, corrected for the sampling (Σn² from Σc²)."""
+def measure(events: DataFrame, key_sets: list[tuple[str, ...]], time: Column) -> dict[tuple[str, ...], Shape]:
+    """The shape of the events per set of entity keys, all in one job: per-entity counts on one
+    Bernoulli sample, corrected for the sampling (Σn² from Σc²)."""
     p = SAMPLE_FRACTION
-    keyed = reduce(operator.and_, [F.col(k).isNotNull() for k in keys])
-    sample = events.where(keyed & time.isNotNull()).select(*keys, time.alias("t")).sample(fraction=p, seed=17)
-    per_entity = sample.groupBy(*keys).agg(F.count(F.lit(1)).alias("c"), F.min("t").alias("lo"), F.max("t").alias("hi"))
-    row = per_entity.agg(
-        F.sum(F.col("c") * F.col("c")).alias("squares"),
-        F.sum("c").alias("rows"),
-        F.max("c").alias("largest"),
-        F.min("lo").alias("lo"),
-        F.max("hi").alias("hi"),
-    ).first()
-    if not row or not row["rows"]:
-        return Shape(0.0, 1, 0.0)
-    same_entity = max(row["squares"] - (1 - p) * row["rows"], 0.0) / (p * row["rows"])
-    return Shape(same_entity, max(row["hi"] - row["lo"], 1), row["largest"] / row["rows"])
+    columns = list(dict.fromkeys(k for keys in key_sets for k in keys))
+    sample = events.where(time.isNotNull()).select(*columns, time.alias("t")).sample(fraction=p, seed=17)
+    totals = None
+    for i, keys in enumerate(key_sets):
+        keyed = reduce(operator.and_, [F.col(k).isNotNull() for k in keys])
+        per_entity = (
+            sample.where(keyed)
+            .groupBy(*keys)
+            .agg(F.count(F.lit(1)).alias("c"), F.min("t").alias("lo"), F.max("t").alias("hi"))
+        )
+        total = per_entity.agg(
+            F.lit(i).alias("i"),
+            F.sum(F.col("c") * F.col("c")).alias("squares"),
+            F.sum("c").alias("rows"),
+            F.max("c").alias("largest"),
+            F.min("lo").alias("lo"),
+            F.max("hi").alias("hi"),
+        )
+        totals = total if totals is None else totals.unionByName(total)
+    shapes = {keys: Shape(0.0, 1, 0.0) for keys in key_sets}
+    for row in totals.collect() if totals is not None else []:
+        if row["rows"]:
+            same_entity = max(row["squares"] - (1 - p) * row["rows"], 0.0) / (p * row["rows"])
+            shapes[key_sets[row["i"]]] = Shape(same_entity, max(row["hi"] - row["lo"], 1), row["largest"] / row["rows"])
+    return shapes
 
 
 def reads(plan: GroupPlan, shape: Shape) -> float:
@@ -76,10 +88,8 @@ def reads(plan: GroupPlan, shape: Shape) -> float:
     return sum(shape.same_entity * min(s / shape.span, 1.0) for s in spans)
 
 
-def choose(
-    events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, shape_of: Callable[[], Shape], partitions: int
-) -> Choice:
-    """The configured plan, or with `auto` the cheapest exact one for the group's shape (`shape_of()`)."""
+def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, shape: Shape | None, partitions: int) -> Choice:
+    """The configured plan, or with `auto` the cheapest exact one for the group's measured `shape`."""
     kinds = {i.ref: "int" if i.column is None else value_kind(events.schema[i.column].dataType) for i in plan.inputs}
     vectorizable = supports(plan, kinds)
     name = plan.group.name
@@ -90,7 +100,8 @@ def choose(
                 "(it takes bounded windows, and sums, means and variances of numbers only)"
             )
         return Choice(cfg.plan, True, "set by features.plan")
-    shape = shape_of()
+    if shape is None:
+        raise ValueError(f"features.groups.{name}: plan auto needs the events' measured shape")
     per_row = reads(plan, shape)
     split = shape.largest_share > 1 / max(partitions, 1)
     detail = f"{per_row:.1f} events read per row, largest entity {shape.largest_share:.1%} of rows"

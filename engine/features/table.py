@@ -14,7 +14,7 @@ from engine.errors import ConfigError, first_line
 from engine.features.calendar import add_time_features, time_feature_names
 from engine.features.compile import GroupPlan, compile_group
 from engine.features.derived import add_derived
-from engine.features.plans import Choice, Shape, choose, measure
+from engine.features.plans import Choice, choose, measure
 from engine.features.snapshot import snapshot_spine
 from engine.features.windows import check_inputs, group_features
 
@@ -47,20 +47,14 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 
 
 def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig) -> list[Choice]:
-    """Each group's plan; groups with the same keys share one measurement of the events."""
+    """Each group's plan; with `auto`, one job measures the events for every set of keys."""
     time = F.unix_micros(F.col(cfg.known_at or cfg.timestamp))
     partitions = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-    shapes: dict[tuple[str, ...], Shape] = {}
-
-    def shape_of(keys: tuple[str, ...]) -> Shape:
-        if keys not in shapes:
-            shapes[keys] = measure(events, list(keys), time)
-        return shapes[keys]
-
+    key_sets = list(dict.fromkeys(tuple(plan.group.keys) for plan in plans))
+    shapes = measure(events, key_sets, time) if cfg.plan == "auto" else {}
     choices = []
     for plan in plans:
-        keys = tuple(plan.group.keys)
-        choice = choose(events, plan, cfg, lambda keys=keys: shape_of(keys), partitions)
+        choice = choose(events, plan, cfg, shapes.get(tuple(plan.group.keys)), partitions)
         split = " with time buckets" if choice.split else ""
         log.info("features.groups.%s: %s plan%s (%s)", plan.group.name, choice.plan, split, choice.reason)
         choices.append(choice)

@@ -153,6 +153,16 @@ def _create_clustered(spark: SparkSession, df: DataFrame, cfg: SinkConfig) -> No
     builder.execute()
 
 
+def _rebalanced(df: DataFrame, columns: list[str]) -> DataFrame:
+    """Rows grouped by the partition columns before a partitioned write, so each partition gets a few
+    files, not one per task. Adaptive execution splits a large partition over several tasks and
+    packs small ones together (Spark's REBALANCE hint)."""
+    if not columns:
+        return df
+    hint = ", ".join(f"`{c}`" for c in columns)
+    return df.sparkSession.sql(f"SELECT /*+ REBALANCE({hint}) */ * FROM {{rows}}", rows=df)
+
+
 def _commit_once(
     df: DataFrame, cfg: SinkConfig, txn: WriteId, metadata: str, replace_where: str | None, evolve: bool
 ) -> None:
@@ -172,7 +182,8 @@ def _commit_once(
         # A plain overwrite would replace the table's clustering; a predicate overwrite keeps it.
         replace_where = replace_where or ("true" if overwrite else None)
     writer = (
-        df.write.format("delta")
+        _rebalanced(df, cfg.partition_by)
+        .write.format("delta")
         .mode("overwrite" if overwrite else "append")  # Spark save modes
         .options(**ROW_TRACKING)
         .option("userMetadata", metadata)

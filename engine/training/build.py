@@ -84,5 +84,5 @@ def training_set(
         sweeps.setdefault(spec.keys, []).append((rows, spec))
     result = spine
     for tables in sweeps.values():
-        result = as_of_join(result, tables, cfg.spine.timestamp)
+        result = as_of_join(result, tables, cfg.spine.timestamp, points=spine)
     return result.select(*names), names[len(columns) :], window

@@ -54,10 +54,9 @@ def prepare(cfg: FeaturelakeConfig) -> SourceFiles:
 
 def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfig) -> DataFrame:
     """The feature table: one row per flight, keys, label, windowed and weather features."""
-    table = (
-        flights.transform(prepare_flights, cfg.job)
-        .transform(feature_table, cfg.features)
-        .transform(weather_as_of, weather, list(cfg.features.weather_columns))
+    prepared = flights.transform(prepare_flights, cfg.job)
+    table = prepared.transform(feature_table, cfg.features).transform(
+        weather_as_of, weather, list(cfg.features.weather_columns), points=prepared
     )
     weather_columns = [f"weather_{c}" for c in cfg.features.weather_columns]
     features = [*feature_names(cfg.features), *weather_columns]
