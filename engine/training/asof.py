@@ -122,10 +122,7 @@ def as_of_join(
         ]
     found = found.selectExpr(*at, _SWEEP, *outputs)
     on = [spine[k] == found[a] for k, a in zip(keys, at, strict=True)] + [spine[spine_timestamp] == found[_SWEEP]]
-    return spine.join(found, on, "left").select(
-        *(spine[_quoted(c)] for c in spine.columns),
-        *(found[_quoted(out)] for _, spec in tables for out in spec.output_names),
-    )
+    return spine.join(found, on, "left").drop(*at, _SWEEP)  # by name: one call, however wide the rows
 
 
 def _renamed(columns: tuple[str, ...], names: list[str]) -> list[Column]:
