@@ -1,13 +1,12 @@
 """The point-in-time (as-of) join, sort-based: one shuffle and one sort per set of entity keys.
 
-The spine's distinct (keys, time) points and the feature rows are unioned per entity and ordered by
-time; each point takes the running maximum of (event time, created time, values) over the feature
-rows before it. That is the latest available row, found in a single pass, never a join on the key
-followed by a rank over every candidate pair. Only those narrow points go through the sort, which
-runs one task per entity; the wide spine rows meet their results in an equi-join on (keys, time),
-spread over every task however few the entities are. Tables with the same keys share the pass. A
-feature row enters the sweep at its availability time, so a value never reaches a spine row that
-precedes its availability, however early its event time is.
+Spine rows and feature rows are unioned per entity and ordered by time; each spine row takes the
+running maximum of (event time, created time, values) over the feature rows before it. That is the
+latest available row, found in a single pass, never a join on the key followed by a rank over every
+candidate pair. Tables with the same keys share the pass. A feature row enters the sweep at its
+availability time, so a value never reaches a spine row that precedes its availability, however
+early its event time is. For a wide spine only its distinct (keys, time) points go through the
+sort, and the rows get their values back in an equi-join, spread over every task.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ AVAILABLE = "_available_at"
 CREATED = "_created_at"
 _SWEEP = "_sweep_ts"
 _SIDE = "_side"  # 0: feature row, 1: spine row; feature rows first at equal times (at or before)
+_SPINE = "_spine"
 _KEY = "_key"  # + key index
 _VALUE = "_value"  # + table index
 _BEST = "_best"  # + table index
@@ -62,35 +62,34 @@ def as_of_join(
     """Each spine row with, per table, the latest feature row available at its time within the TTL (else nulls).
 
     All `tables` share the same keys, so one shuffle and one sort serve them all: their rows are
-    unioned with the spine's points, each table's values in a column of its own, and one window pass keeps
+    unioned with the spine's, each table's values in a column of its own, and one window pass keeps
     a running maximum per table. Each table's frame holds the keys, `_event_ts`, `_available_at`,
     `_created_at` and its features. Ties on the event time go to the later created time. Spine rows
     with a null key or time get nulls; feature rows with a null key, event or availability time
     never join.
 
-    The spine is read twice, for its points and for the join back; `points`, any DataFrame with the
-    spine's keys and time and the same (keys, time) values, replaces the first read, so an expensive
-    spine lineage (features computed just before) is not computed twice.
+    By default each spine row goes through the sort whole, in one struct: the cheapest plan for a
+    narrow spine. With `points` (any DataFrame with the spine's keys and time and the same (keys,
+    time) values, such as the spine before wide columns were added), only the distinct (keys, time)
+    points go through the sort, and the spine rows get their point's values in an equi-join on
+    (keys, time): for a wide spine, or few entities, where one task would sort whole rows.
     """
     keys = tables[0][1].keys
     if any(spec.keys != keys for _, spec in tables):
         raise ValueError("as_of_join: every table of one sweep must have the same keys")
     types = [_value_type(features, spec) for features, spec in tables]
     values = [f"{_VALUE}{i}" for i in range(len(tables))]
-    placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
     at = [f"{_KEY}{i}" for i in range(len(keys))]  # fresh names: the join back is not a self-join
-    points = (
-        (spine if points is None else points)
-        .where(placed)
-        .select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP))
-        .distinct()
+    carried = [F.struct(*(_quoted(c) for c in spine.columns)).alias(_SPINE)] if points is None else []
+    if points is None:
+        sweeping = spine.select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP), *carried)
+    else:
+        placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
+        sweeping = points.where(placed).select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP)).distinct()
+    union = sweeping.withColumns(
+        {_SIDE: F.lit(1), **{v: F.lit(None).cast(t) for t, v in zip(types, values, strict=True)}}
     )
-    union = points.select(
-        *at,
-        _SWEEP,
-        F.lit(1).alias(_SIDE),
-        *(F.lit(None).cast(t).alias(v) for t, v in zip(types, values, strict=True)),
-    )
+    nothing = [F.lit(None).cast(T.StructType(spine.schema.fields)).alias(_SPINE)] if carried else []
     for i, (features, spec) in enumerate(tables):
         usable = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, EVENT, AVAILABLE)])
         own = F.struct(EVENT, CREATED, *spec.features)
@@ -98,6 +97,7 @@ def as_of_join(
             features.where(usable).select(
                 *_renamed(keys, at),
                 _sweep_time(spec).alias(_SWEEP),
+                *nothing,
                 F.lit(0).alias(_SIDE),
                 *(
                     own.alias(v) if j == i else F.lit(None).cast(t).alias(v)
@@ -108,18 +108,24 @@ def as_of_join(
     so_far = Window.partitionBy(*at).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
     best = [f"{_BEST}{i}" for i in range(len(tables))]
     found = union.select(
-        *at, _SWEEP, _SIDE, *(F.max(v).over(so_far).alias(b) for v, b in zip(values, best, strict=True))
+        *at,
+        _SWEEP,
+        _SIDE,
+        *([_SPINE] if carried else []),
+        *(F.max(v).over(so_far).alias(b) for v, b in zip(values, best, strict=True)),
     ).where(F.col(_SIDE) == 1)
     # The output columns as SQL, parsed by Spark in one call: a training set may have thousands.
     outputs = []
     for b, (_, spec) in zip(best, tables, strict=True):
-        fresh = f"{b}.{EVENT} IS NOT NULL"
+        fresh = f"{b}.{EVENT} IS NOT NULL AND {_SWEEP} IS NOT NULL"
         if spec.ttl_seconds is not None:
             fresh += f" AND {b}.{EVENT} >= {_SWEEP} - INTERVAL {spec.ttl_seconds} SECONDS"
         outputs += [
             f"CASE WHEN {fresh} THEN {b}.{_quoted(name)} END AS {_quoted(out)}"
             for name, out in zip(spec.features, spec.output_names, strict=True)
         ]
+    if carried:
+        return found.selectExpr(f"{_SPINE}.*", *outputs)
     found = found.selectExpr(*at, _SWEEP, *outputs)
     on = [spine[k] == found[a] for k, a in zip(keys, at, strict=True)] + [spine[spine_timestamp] == found[_SWEEP]]
     return spine.join(found, on, "left").drop(*at, _SWEEP)  # by name: one call, however wide the rows

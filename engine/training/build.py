@@ -84,5 +84,6 @@ def training_set(
         sweeps.setdefault(spec.keys, []).append((rows, spec))
     result = spine
     for tables in sweeps.values():
-        result = as_of_join(result, tables, cfg.spine.timestamp, points=spine)
+        # after the first sweep the rows are wide: later sweeps sort only the spine's points
+        result = as_of_join(result, tables, cfg.spine.timestamp, points=None if result is spine else spine)
     return result.select(*names), names[len(columns) :], window
