@@ -55,9 +55,11 @@ def measure(events: DataFrame, key_sets: list[tuple[str, ...]], time: Column) ->
     """The shape of the events per set of entity keys, all in one job: per-entity counts on one
     Bernoulli sample, corrected for the sampling (Σn² from Σc²)."""
     p = SAMPLE_FRACTION
+    if not key_sets:
+        return {}
     columns = list(dict.fromkeys(k for keys in key_sets for k in keys))
     sample = events.where(time.isNotNull()).select(*columns, time.alias("t")).sample(fraction=p, seed=17)
-    totals = None
+    totals = []
     for i, keys in enumerate(key_sets):
         keyed = reduce(operator.and_, [F.col(k).isNotNull() for k in keys])
         per_entity = (
@@ -65,17 +67,18 @@ def measure(events: DataFrame, key_sets: list[tuple[str, ...]], time: Column) ->
             .groupBy(*keys)
             .agg(F.count(F.lit(1)).alias("c"), F.min("t").alias("lo"), F.max("t").alias("hi"))
         )
-        total = per_entity.agg(
-            F.lit(i).alias("i"),
-            F.sum(F.col("c") * F.col("c")).alias("squares"),
-            F.sum("c").alias("rows"),
-            F.max("c").alias("largest"),
-            F.min("lo").alias("lo"),
-            F.max("hi").alias("hi"),
+        totals.append(
+            per_entity.agg(
+                F.lit(i).alias("i"),
+                F.sum(F.col("c") * F.col("c")).alias("squares"),
+                F.sum("c").alias("rows"),
+                F.max("c").alias("largest"),
+                F.min("lo").alias("lo"),
+                F.max("hi").alias("hi"),
+            )
         )
-        totals = total if totals is None else totals.unionByName(total)
-    shapes = {keys: Shape(0.0, 1, 0.0) for keys in key_sets}
-    for row in totals.collect() if totals is not None else []:
+    shapes = dict.fromkeys(key_sets, Shape(0.0, 1, 0.0))
+    for row in reduce(DataFrame.unionByName, totals).collect():
         if row["rows"]:
             same_entity = max(row["squares"] - (1 - p) * row["rows"], 0.0) / (p * row["rows"])
             shapes[key_sets[row["i"]]] = Shape(same_entity, max(row["hi"] - row["lo"], 1), row["largest"] / row["rows"])

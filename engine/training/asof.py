@@ -80,9 +80,10 @@ def as_of_join(
     types = [_value_type(features, spec) for features, spec in tables]
     values = [f"{_VALUE}{i}" for i in range(len(tables))]
     at = [f"{_KEY}{i}" for i in range(len(keys))]  # fresh names: the join back is not a self-join
-    carried = [F.struct(*(_quoted(c) for c in spine.columns)).alias(_SPINE)] if points is None else []
-    if points is None:
-        sweeping = spine.select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP), *carried)
+    carried = points is None  # the spine rows go through the sort whole
+    if carried:
+        whole = F.struct(*(_quoted(c) for c in spine.columns)).alias(_SPINE)
+        sweeping = spine.select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP), whole)
     else:
         placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
         sweeping = points.where(placed).select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP)).distinct()
