@@ -70,13 +70,12 @@ def expected_cost(trial: Trial) -> tuple:
     return trial.model != "gradient_boosting", -len(trial.features), -float(trial.params.get("max_iter", 100))
 
 
-@contextmanager
-def ray_runtime(cfg: ExperimentConfig) -> Iterator[None]:
-    """A Ray runtime for the sweep: the cluster at `ray_address` (shipping `engine` to it), or a
-    local one with `num_cpus` CPUs, started and stopped here. An already running one is reused."""
+def start_ray(cfg: ExperimentConfig) -> bool:
+    """Start the sweep's Ray runtime: the cluster at `ray_address` (shipping `engine` to it), or a local
+    one with `num_cpus` CPUs. An already running one is kept; True when this call started one (the
+    caller then stops it). Ray starts only from the main thread."""
     if ray.is_initialized():
-        yield
-        return
+        return False
     # Ray's own warnings (token authentication, metrics agent) belong in the log file.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
@@ -90,10 +89,22 @@ def ray_runtime(cfg: ExperimentConfig) -> Iterator[None]:
             raise ClusterError(f"experiment.ray_address: no Ray at {cfg.ray_address}: {first_line(err)}") from None
     else:
         ray.init(num_cpus=cfg.num_cpus, configure_logging=False, **quiet)
+    return True
+
+
+def stop_ray() -> None:
+    ray.shutdown()
+
+
+@contextmanager
+def ray_runtime(cfg: ExperimentConfig) -> Iterator[None]:
+    """A Ray runtime for the sweep, started and stopped here; an already running one is reused."""
+    started = start_ray(cfg)
     try:
         yield
     finally:
-        ray.shutdown()
+        if started:
+            stop_ray()
 
 
 def run_on_ray(

@@ -29,7 +29,14 @@ from engine.features.compile import GroupPlan
 from engine.features.vectorized import supports, value_kind
 
 SAMPLE_FRACTION = 0.005
-SLIDING_MAX_READS = 100.0  # events read per row; bench/features.md puts the crossover near 100
+# Events read per row above which the vectorized pass is cheaper. Measured on the flights' tail
+# numbers (one group, 4 windows x 3 aggregates): sliding ahead at 12 reads per row, even at 32.
+SLIDING_MAX_READS = 30.0
+# A frame that collects its events (lags, last-N, distinct counts) builds and sorts an array per row:
+# each event it reads costs about this many reads of a running aggregate (the same group's two lags
+# over a 7-day TTL cost the sliding plan as much as its 12 windowed features).
+COLLECTED_READ_COST = 4.0
+COLLECTED = frozenset({"last_n", "count_distinct", "approx_count_distinct"})
 
 
 @dataclass(frozen=True)
@@ -52,33 +59,41 @@ class Shape:
 
 
 def measure(events: DataFrame, key_sets: list[tuple[str, ...]], time: Column) -> dict[tuple[str, ...], Shape]:
-    """The shape of the events per set of entity keys, all in one job: per-entity counts on one
-    Bernoulli sample, corrected for the sampling (Σn² from Σc²)."""
+    """The shape of the events per set of entity keys, in one job over one Bernoulli sample: each
+    sampled event is counted once per key set (its keys hashed to one 64-bit value, so every set
+    groups in the same aggregation; a rare collision only nudges an estimate), and Σn² is corrected
+    for the sampling (from Σc²)."""
     p = SAMPLE_FRACTION
     if not key_sets:
         return {}
-    columns = list(dict.fromkeys(k for keys in key_sets for k in keys))
-    sample = events.where(time.isNotNull()).select(*columns, time.alias("t")).sample(fraction=p, seed=17)
-    totals = []
+    entries = []
     for i, keys in enumerate(key_sets):
         keyed = reduce(operator.and_, [F.col(k).isNotNull() for k in keys])
-        per_entity = (
-            sample.where(keyed)
-            .groupBy(*keys)
-            .agg(F.count(F.lit(1)).alias("c"), F.min("t").alias("lo"), F.max("t").alias("hi"))
+        entries.append(F.struct(F.lit(i).alias("i"), F.when(keyed, F.xxhash64(*keys)).alias("k")))
+    columns = list(dict.fromkeys(k for keys in key_sets for k in keys))
+    per_entity = (
+        events.where(time.isNotNull())
+        .select(*columns, time.alias("t"))
+        .sample(fraction=p, seed=17)
+        .select(F.explode(F.array(*entries)).alias("e"), "t")
+        .select("e.i", "e.k", "t")
+        .where(F.col("k").isNotNull())
+        .groupBy("i", "k")
+        .agg(F.count(F.lit(1)).alias("c"), F.min("t").alias("lo"), F.max("t").alias("hi"))
+    )
+    totals = (
+        per_entity.coalesce(1)
+        .groupBy("i")
+        .agg(  # a sample's entities: one task, no second shuffle
+            F.sum(F.col("c") * F.col("c")).alias("squares"),
+            F.sum("c").alias("rows"),
+            F.max("c").alias("largest"),
+            F.min("lo").alias("lo"),
+            F.max("hi").alias("hi"),
         )
-        totals.append(
-            per_entity.agg(
-                F.lit(i).alias("i"),
-                F.sum(F.col("c") * F.col("c")).alias("squares"),
-                F.sum("c").alias("rows"),
-                F.max("c").alias("largest"),
-                F.min("lo").alias("lo"),
-                F.max("hi").alias("hi"),
-            )
-        )
+    )
     shapes = dict.fromkeys(key_sets, Shape(0.0, 1, 0.0))
-    for row in reduce(DataFrame.unionByName, totals).collect():
+    for row in totals.collect():
         if row["rows"]:
             same_entity = max(row["squares"] - (1 - p) * row["rows"], 0.0) / (p * row["rows"])
             shapes[key_sets[row["i"]]] = Shape(same_entity, max(row["hi"] - row["lo"], 1), row["largest"] / row["rows"])
@@ -86,9 +101,11 @@ def measure(events: DataFrame, key_sets: list[tuple[str, ...]], time: Column) ->
 
 
 def reads(plan: GroupPlan, shape: Shape) -> float:
-    """Events the sliding plan reads per row: each feature reads its window (lags read the TTL)."""
-    spans = [f.micros or shape.span for f in plan.windowed] + [plan.ttl_micros for _ in plan.lags]
-    return sum(shape.same_entity * min(s / shape.span, 1.0) for s in spans)
+    """Events the sliding plan reads per row: each feature reads its window (lags read the TTL), and
+    an event a frame collects counts `COLLECTED_READ_COST` times."""
+    spans = [(f.micros or shape.span, COLLECTED_READ_COST if f.function in COLLECTED else 1.0) for f in plan.windowed]
+    spans += [(plan.ttl_micros, COLLECTED_READ_COST) for _ in plan.lags]
+    return sum(cost * shape.same_entity * min(span / shape.span, 1.0) for span, cost in spans)
 
 
 def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, shape: Shape | None, partitions: int) -> Choice:

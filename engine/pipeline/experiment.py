@@ -1,10 +1,12 @@
-"""The experiment stages of a job: compute the variants the table lacks (once each), then the sweep."""
+"""The experiment stages of a job: compute the variants the table lacks (once each) while Ray starts,
+then the sweep."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -13,7 +15,8 @@ from engine.config.features import FeaturesConfig
 from engine.config.schema import FeaturelakeConfig, SchemaPolicy, SinkMode
 from engine.experiments.dataset import TableVersion
 from engine.experiments.models import check_model
-from engine.experiments.sweep import SweepResult, VariantData
+from engine.experiments.runner import start_ray, stop_ray
+from engine.experiments.sweep import SweepResult, VariantData, run_sweep
 from engine.experiments.variants import VariantPlan, plan_variants
 from engine.features.table import range_filters
 from engine.sinks.delta import write_delta
@@ -73,6 +76,38 @@ def compute_variants(
             computed[plan.key] = TableVersion(str(Path(commit.path).resolve()), commit.version)
         data[plan.name] = VariantData(computed[plan.key], plan.features, rows)
     return data
+
+
+@dataclass(frozen=True)
+class SweepInputs:
+    """Where each variant's trials read, and whether Ray was started for the sweep (which then stops it)."""
+
+    variants: dict[str, VariantData]
+    started_ray: bool = False
+
+
+def variants_while_ray_starts(cfg: FeaturelakeConfig, compute: Callable[[], dict[str, VariantData]]) -> SweepInputs:
+    """Run `compute` (Spark jobs, on a worker thread) while Ray starts on the main thread, the only
+    one Ray starts from: the seconds Ray takes to start overlap the variants' Spark work."""
+    with ThreadPoolExecutor(1, thread_name_prefix="variants") as spark_side:
+        computing = spark_side.submit(compute)
+        started = False
+        try:
+            started = start_ray(cfg.experiment)
+            return SweepInputs(computing.result(), started)
+        except BaseException:
+            if started:
+                stop_ray()
+            raise
+
+
+def sweep_variants(cfg: FeaturelakeConfig, inputs: SweepInputs) -> SweepResult:
+    """The sweep over the variants; stops Ray afterwards when it was started for it."""
+    try:
+        return run_sweep(cfg.experiment, inputs.variants)
+    finally:
+        if inputs.started_ray:
+            stop_ray()
 
 
 def servable_variants(plans: list[VariantPlan], table: TableVersion, columns: list[str]) -> dict[str, VariantData]:

@@ -117,12 +117,15 @@ def _with_correction_flag(df: DataFrame, cfg: SinkConfig, existing: DeltaTable |
     return df
 
 
-def _check_layout(spark: SparkSession, cfg: SinkConfig) -> None:
+def _layout(spark: SparkSession, cfg: SinkConfig) -> list[str]:
+    """The existing table's partition columns: `sink.partition_by` must match them, and an empty one
+    keeps them (a table's partitioning is fixed when it is created)."""
     partitions = partition_columns(spark, cfg.path)
     if cfg.partition_by and partitions != list(cfg.partition_by):
         raise ConfigError(
             f"sink.partition_by: {list(cfg.partition_by)} differs from the partitioning {partitions} of {cfg.path}"
         )
+    return partitions
 
 
 @contextmanager
@@ -164,7 +167,13 @@ def _rebalanced(df: DataFrame, columns: list[str]) -> DataFrame:
 
 
 def _commit_once(
-    df: DataFrame, cfg: SinkConfig, txn: WriteId, metadata: str, replace_where: str | None, evolve: bool
+    df: DataFrame,
+    cfg: SinkConfig,
+    txn: WriteId,
+    metadata: str,
+    replace_where: str | None,
+    evolve: bool,
+    partitions: list[str],
 ) -> None:
     spark = df.sparkSession
     if cfg.mode == SinkMode.MERGE and DeltaTable.isDeltaTable(spark, cfg.path):
@@ -182,7 +191,7 @@ def _commit_once(
         # A plain overwrite would replace the table's clustering; a predicate overwrite keeps it.
         replace_where = replace_where or ("true" if overwrite else None)
     writer = (
-        _rebalanced(df, cfg.partition_by)
+        _rebalanced(df, partitions)
         .write.format("delta")
         .mode("overwrite" if overwrite else "append")  # Spark save modes
         .options(**ROW_TRACKING)
@@ -190,8 +199,8 @@ def _commit_once(
         .option("txnAppId", txn.app_id)
         .option("txnVersion", txn.version)
     )
-    if cfg.partition_by:
-        writer = writer.partitionBy(*cfg.partition_by)
+    if partitions:
+        writer = writer.partitionBy(*partitions)
     if replace_where and overwrite:
         writer = writer.option("replaceWhere", replace_where)
     elif overwrite and cfg.schema_policy == SchemaPolicy.REPLACE:
@@ -277,8 +286,9 @@ def _write(
     existing = DeltaTable.forPath(spark, cfg.path) if DeltaTable.isDeltaTable(spark, cfg.path) else None
     df = _with_correction_flag(df, cfg, existing)
     evolve = False
+    partitions = list(cfg.partition_by)
     if existing is not None:
-        _check_layout(spark, cfg)
+        partitions = _layout(spark, cfg)
         diff = schema_diff(existing.toDF().schema, df.schema)
         full_overwrite = cfg.mode == SinkMode.OVERWRITE and not replace_where
         if not diff.empty:
@@ -298,7 +308,7 @@ def _write(
         _write_failed(cfg, err, message, retrying=True)
 
     retry_on(
-        lambda: _commit_once(df, cfg, txn, metadata, replace_where, evolve),
+        lambda: _commit_once(df, cfg, txn, metadata, replace_where, evolve, partitions),
         retryable=lambda err: isinstance(err, CONFLICTS),
         policy=RetryConfig(attempts=cfg.commit_retries + 1, first_delay_seconds=0.2, max_delay_seconds=5.0),
         on_retry=conflict,

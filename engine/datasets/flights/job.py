@@ -23,11 +23,18 @@ from engine.datasets.flights.source import SourceFiles, locate_sources, read_fli
 from engine.datasets.flights.weather import weather_as_of
 from engine.errors import ValidationFailed
 from engine.experiments.dataset import TableVersion
-from engine.experiments.sweep import SweepResult, run_sweep
+from engine.experiments.sweep import SweepResult
 from engine.features.catalog import feature_schema
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.observability.events import emit
-from engine.pipeline.experiment import check_experiment, compute_variants, sweep_record
+from engine.pipeline.experiment import (
+    SweepInputs,
+    check_experiment,
+    compute_variants,
+    sweep_record,
+    sweep_variants,
+    variants_while_ray_starts,
+)
 from engine.pipeline.quality import Published, as_of_time, blocking_message, publish_to_run, write_quarantine
 from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
 from engine.quality.drift import feature_drift
@@ -199,8 +206,9 @@ def serve_cached(ctx: RunContext, report: ValidationReport) -> Commit:
 
 def variant_features(
     ctx: RunContext, files: SourceFiles, commit: Commit, validated: list[Validated], report: ValidationReport
-) -> dict:
-    """The variants the feature table lacks, computed once each (never from a stale source)."""
+) -> SweepInputs:
+    """The variants the feature table lacks, computed once each (never from a stale source), while Ray
+    starts for the sweep."""
     cfg = ctx.cfg
     base = TableVersion(str(Path(commit.path).resolve()), commit.version)
     # The base version stands for everything the variant shares with it: sources, labels, range.
@@ -211,11 +219,13 @@ def variant_features(
         return build_features(flights, weather, replace(cfg, features=features))
 
     fresh = report.outcome != Outcome.USE_CACHED_FEATURES
-    return compute_variants(ctx.spark, cfg, base, compute if fresh else None, ctx.commit_info, identity)
+    return variants_while_ray_starts(
+        cfg, lambda: compute_variants(ctx.spark, cfg, base, compute if fresh else None, ctx.commit_info, identity)
+    )
 
 
-def experiment(ctx: RunContext, variants: dict) -> SweepResult:
-    sweep = run_sweep(ctx.cfg.experiment, variants)
+def experiment(ctx: RunContext, inputs: SweepInputs) -> SweepResult:
+    sweep = sweep_variants(ctx.cfg, inputs)
     ctx.record.experiment = sweep_record(sweep)
     return sweep
 
