@@ -29,7 +29,7 @@ from engine.config.features import (
 )
 from engine.errors import ConfigError
 from engine.features.compile import compile_group
-from engine.features.plans import choose, measure
+from engine.features.plans import COLLECTED_READ_COST, SLIDING_MAX_READS, Shape, choose, measure, reads
 from engine.features.table import feature_table
 
 US = 1_000_000
@@ -360,3 +360,18 @@ def test_auto_picks_the_plan_from_events_per_window(spark: SparkSession) -> None
     assert chosen(frame(2, 3_000), lifetime, cfg).plan == "running"
     with pytest.raises(ConfigError, match="vectorized cannot compute group 'g'"):
         chosen(frame(2, 10), lifetime, replace(cfg, plan="vectorized"))
+
+
+def test_collected_events_weigh_more_in_the_cost_model() -> None:
+    """The same entities and windows: lags (which collect and sort their frame's events) tip a group
+    from the sliding plan to the vectorized pass, as measured on the flights' tail numbers."""
+    aggregations = [AggregationConfig(["count", "mean", "max"], "x")]
+    windows = ["1h", "3h", "24h", "7d"]
+    group = GroupConfig(name="g", keys=["entity"], windows=windows, ttl="7d", aggregations=aggregations)
+    year = 365 * 86_400_000_000
+    shape = Shape(same_entity=170.0, span=year, largest_share=0.0)
+    plain = reads(compile_group(group), shape)
+    lagged = reads(compile_group(replace(group, lags=[LagConfig(column="x", k=[1, 2])])), shape)
+    assert plain == pytest.approx(3 * 170.0 * (1 + 3 + 24 + 7 * 24) / (365 * 24))
+    assert lagged == pytest.approx(plain + 2 * COLLECTED_READ_COST * 170.0 * 7 / 365)
+    assert plain <= SLIDING_MAX_READS < lagged

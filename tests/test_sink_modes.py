@@ -119,6 +119,23 @@ def test_layout_mismatch_is_refused(spark: SparkSession, tmp_path: Path) -> None
         )
 
 
+def test_an_empty_partition_by_keeps_the_tables_partitioning(spark: SparkSession, tmp_path: Path) -> None:
+    """A table's partitioning is fixed at creation: a write that names none (the default) follows it,
+    grouping its rows by partition, and a full overwrite keeps it."""
+    path = tmp_path / "t"
+    write_delta(rows(spark, [("a", 1, 1.0)]), SinkConfig(path=str(path), mode="append", partition_by=["day"]), META, {})
+    write_delta(rows(spark, [("b", 2, 2.0), ("c", 2, 3.0)]), SinkConfig(path=str(path), mode="append"), META, {"w": 2})
+    write_delta(rows(spark, [("d", 3, 4.0)]), SinkConfig(path=str(path), mode="overwrite"), META, {"w": 3})
+    detail = DeltaTable.forPath(spark, str(path)).detail().first()
+    assert list(detail["partitionColumns"]) == ["day"]
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith("day=")) == [
+        "day=2024-01-01",
+        "day=2024-01-02",
+        "day=2024-01-03",
+    ]
+    assert table(spark, path) == [("d", date(2024, 1, 3), 4.0)]
+
+
 def test_liquid_clustering_from_config(spark: SparkSession, tmp_path: Path) -> None:
     path = tmp_path / "t"
     commit = write_delta(rows(spark, [("a", 1, 1.0)]), SinkConfig(path=str(path), cluster_by=["user"]), META, {})
