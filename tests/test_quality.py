@@ -8,7 +8,10 @@ import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
@@ -30,6 +33,7 @@ from engine.pipeline.suggest import SUGGEST_CHECKS
 from engine.pipeline.validate import VALIDATE
 from engine.quality.drift import feature_drift, js_distance, psi
 from engine.quality.history import anomalies, metric_history, metric_rows, metrics_frame
+from engine.quality.sampling import delta_row_groups, draw_sample
 from engine.quality.validation import validate
 from engine.quality.verify import verify
 from engine.sources.files import read_source
@@ -228,6 +232,72 @@ def test_sample_decides_clear_cases_and_full_data_decides_borderline_ones(spark:
     assert sampled["business_rule"].decided_by == "full" and sampled["business_rule"].detail == ""
     assert sampled["borderline"].metric == pytest.approx(complete)
     assert [sampled[n].status for n in ("clear_pass", "clear_fail", "mean_pass")] == ["passed", "failed", "passed"]
+    assert "(Bernoulli)" in sampled["clear_pass"].detail  # a few large row groups: sampled by rows
+
+
+def _sorted_by_amount(path: Path, groups: int, group_rows: int) -> pd.DataFrame:
+    """A Parquet file of `groups` row groups, sorted by amount (nulls last), so each group holds alike rows."""
+    rng = np.random.default_rng(7)
+    n = groups * group_rows
+    amount = np.sort(rng.normal(50.0, 10.0, n))
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int32),
+            "amount": pd.array(np.where(np.arange(n) >= n - n // 50, np.nan, amount), dtype="Float64"),
+            "code": rng.choice(["AB1", "XY2", "bad"], n, p=[0.6, 0.395, 0.005]),
+        }
+    )
+    path.mkdir()
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), path / "part-0.parquet", row_group_size=group_rows
+    )
+    return frame
+
+
+def test_a_row_group_sample_reads_only_its_groups_and_agrees_with_full_deequ(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    frame = _sorted_by_amount(tmp_path / "sorted", groups=300, group_rows=1_000)
+    cfg = FileSourceConfig(
+        name="sorted", format="parquet", path=str(tmp_path / "sorted"), schema="id INT, amount DOUBLE, code STRING"
+    )
+    source = read_source(spark, cfg)
+    assert (source.row_groups.count, source.row_groups.rows) == (300, len(frame))
+    checks = [
+        CheckConfig(name="complete", kind="completeness", columns=["amount"], threshold=0.9),
+        CheckConfig(name="codes", kind="allowed_values", columns=["code"], values=["AB1", "XY2"], threshold=0.9),
+        CheckConfig(name="mean", kind="mean", columns=["amount"], min=45, max=55),
+        CheckConfig(name="median_low", kind="quantile", columns=["amount"], quantile=0.5, min=0, max=40),
+        CheckConfig(name="spread", kind="stddev", columns=["amount"], min=5, max=15),
+    ]
+    quality = QualityConfig(sample_rows=10_000)
+    sample = draw_sample(
+        source.well_formed,
+        ["amount", "code"],
+        rows=source.rows,
+        sample_rows=10_000,
+        min_groups=quality.sample_row_groups,
+        seed=quality.seed,
+        row_groups=source.row_groups,
+    )
+    assert sample.df.inputFiles() == [] and sample.clusters == 50 and 9_000 < sample.rows < 11_000
+    report = validate(source, checks, quality, run_id="r", as_of=AS_OF)
+    sampled = {c.name: c for c in report.report.checks}
+    full = {c.name: c for c in verify(source.well_formed, "s", checks, FULL, rows=source.rows, as_of=AS_OF).checks}
+    assert {n for n, c in sampled.items() if c.decided_by == "sample"} == set(sampled)
+    assert all(sampled[n].status == full[n].status for n in sampled), (sampled, full)
+    assert all(c.detail.startswith(f"{c.sample_size:,} rows from 50 of 300 row groups") for c in sampled.values())
+    assert [sampled[n].status for n in sampled] == ["passed", "passed", "passed", "failed", "passed"]
+
+
+def test_row_groups_of_a_delta_version_and_none_behind_deletion_vectors(spark: SparkSession, tmp_path: Path) -> None:
+    df = spark.range(4_000).withColumn("amount", F.col("id") * 0.5)
+    df.repartition(8).write.format("delta").save(str(tmp_path / "plain"))
+    groups = delta_row_groups(str(tmp_path / "plain"))
+    assert (groups.count, groups.rows, groups.columns) == (8, 4_000, frozenset({"id", "amount"}))
+    df.coalesce(1).write.format("delta").option("delta.enableDeletionVectors", "true").save(str(tmp_path / "with_dv"))
+    spark.sql(f"DELETE FROM delta.`{tmp_path / 'with_dv'}` WHERE id < 10")
+    assert delta_row_groups(str(tmp_path / "with_dv")) is None
 
 
 def validate_parquet(tmp_path: Path, checks: str) -> FeaturelakeConfig:
@@ -280,6 +350,25 @@ def test_a_check_deequ_cannot_evaluate_fails_in_one_line_before_any_write(
         execute(VALIDATE, cfg, spark)
     assert str(err.value).startswith(f"check {problem}") and "\n" not in str(err.value)
     assert not (tmp_path / "delta").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    ("check", "problem"),
+    [
+        (CheckConfig(name="name_mean", kind="mean", columns=["name"], min=0, max=1), "found StringType instead"),
+        (CheckConfig(name="amount_pattern", kind="pattern", columns=["amount"], pattern="^1"), "found DoubleType"),
+        (CheckConfig(name="gone", kind="completeness", columns=["nope"]), "does not include column nope"),
+    ],
+)
+def test_a_sampled_check_deequ_cannot_evaluate_fails_as_in_a_deequ_run(
+    spark: SparkSession, check: CheckConfig, problem: str
+) -> None:
+    """The sample is measured without a Deequ run; Deequ's preconditions still judge the check first."""
+    df = spark.createDataFrame(_rows(500), SCHEMA)
+    with pytest.raises(CheckError) as err:
+        verify(df, "s", [check], QualityConfig(sample_rows=100), rows=500, as_of=AS_OF)
+    message = str(err.value)
+    assert message.startswith(f"check {check.name}: Deequ cannot evaluate it: ") and problem in message, message
 
 
 def test_suggested_checks_are_accepted_by_validate(spark: SparkSession, tmp_path: Path) -> None:

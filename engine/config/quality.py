@@ -257,12 +257,16 @@ class AnomalyConfig:
 class QualityConfig:
     """How checks run: the sample, its confidence, the run's as-of time, and where results go.
 
+    A Parquet or Delta source is sampled by whole row groups, at least `sample_row_groups` of them (0:
+    always by rows), when they hold at most a quarter of its rows; otherwise by rows.
+
     `as_of` (ISO time, empty for now) is the time freshness is measured against. Malformed lines go
     to quarantine; above `max_malformed_share` of a source's lines they halt the run instead. Anomalies
     judge each tracked metric against the metrics history with a Deequ strategy (`anomaly`); they warn.
     """
 
     sample_rows: int = 10_000
+    sample_row_groups: int = 50
     confidence: float = 0.95
     seed: int = 13
     as_of: str = ""
@@ -276,6 +280,10 @@ class QualityConfig:
     def __post_init__(self) -> None:
         if self.sample_rows < 100:
             raise ConfigError(f"quality.sample_rows: {self.sample_rows} is too small for an interval (100 or more)")
+        if self.sample_row_groups and self.sample_row_groups < 10:
+            raise ConfigError(
+                f"quality.sample_row_groups: {self.sample_row_groups} is too few for an interval (0, or 10 or more)"
+            )
         if not 0.5 <= self.confidence < 1.0:
             raise ConfigError(f"quality.confidence: {self.confidence} is not within [0.5, 1)")
         if self.as_of:

@@ -254,6 +254,31 @@ def run_checks(
     return outcomes, metrics
 
 
+def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
+    """Raise a CheckError naming the first check Deequ cannot evaluate on `df` (a missing column, a column
+    of the wrong type, a pattern Java rejects), by Deequ's own preconditions, on the schema alone."""
+    from py4j.protocol import Py4JJavaError
+    from pydeequ.scala_utils import to_scala_seq
+
+    jvm = df.sparkSession._jvm
+    preconditions = jvm.com.amazon.deequ.analyzers.Preconditions
+    schema, names = df._jdf.schema(), set(df.columns)
+    for spec in checks:
+        problem = next((f"Input data does not include column {c}!" for c in spec.columns if c not in names), "")
+        typed = {"pattern": "isString", "mean": "isNumeric", "stddev": "isNumeric", "quantile": "isNumeric"}
+        if not problem and spec.kind in typed:
+            rule = getattr(preconditions, typed[spec.kind])(spec.columns[0])
+            failing = preconditions.findFirstFailing(schema, to_scala_seq(jvm, [rule]))
+            problem = "" if failing.isEmpty() else str(failing.get().getMessage())
+        if not problem and spec.kind == "pattern":
+            try:
+                jvm.java.util.regex.Pattern.compile(spec.pattern)
+            except Py4JJavaError as err:
+                problem = str(err.java_exception.getMessage())
+        if problem:
+            raise CheckError(f"check {spec.name}: Deequ cannot evaluate it: {problem.splitlines()[0]}")
+
+
 def metric_values(metric: JavaObject | None) -> list[float]:
     """The values of a (possibly multi-valued) Deequ metric; empty when it could not be computed."""
     if metric is None:

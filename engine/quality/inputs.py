@@ -7,10 +7,14 @@ quality never imports the source edge.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+if TYPE_CHECKING:
+    from engine.quality.sampling import RowGroups
 
 CORRUPT = "_corrupt_record"  # the column holding a malformed line's raw text (permissive CSV and JSON reads)
 
@@ -24,6 +28,7 @@ class SourceData:
     rows: int
     malformed: int
     stored_schema: T.StructType
+    row_groups: RowGroups | None = None  # the stored Parquet row groups of these rows, when known
 
     @property
     def well_formed(self) -> DataFrame:

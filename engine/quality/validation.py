@@ -69,6 +69,7 @@ def validate(
         as_of=as_of,
         stored_schema=source.stored_schema,
         datasets=datasets,
+        row_groups=source.row_groups,
     )
     if source.malformed:
         report = replace(report, checks=[*report.checks, malformed_lines(source, cfg.max_malformed_share)])

@@ -2,9 +2,10 @@
 
 1. schema: columns and types of the source as stored (the project's own: Deequ has no schema
    constraint), then primary keys (Deequ's uniqueness); a failure here that halts skips the rest.
-2. statistical: Deequ's analyzers on a uniform random sample (Bernoulli, `sample_rows` expected
-   rows), with the project's confidence intervals on their metrics. A check passes when its whole
-   interval is inside its bound and fails when the whole interval is outside; a straddling
+2. statistical: the checks' metrics on a random sample of about `sample_rows` rows (whole row
+   groups read alone where the stored files have enough of them, else a row sample; `sampling.py`),
+   measured by Deequ's constraint conditions with confidence intervals (`sampled.py`). A check passes when its
+   whole interval is inside its bound and fails when the whole interval is outside; a straddling
    (borderline) check is measured again on the full data.
 3. business: SQL predicates, size, freshness and `not_in_future` on the full data, and references
    (Deequ's referential integrity).
@@ -22,14 +23,19 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from engine.config.quality import BOUND_KINDS, RATIO_KINDS, SAMPLED_KINDS, CheckConfig, GateAction, QualityConfig
-from engine.quality.deequ import ERROR, WARNING, Evaluated, as_of_seconds, referential_integrity, run_checks
-from engine.quality.intervals import Estimate, mean_interval, quantile_ranks, stddev_interval, wilson, z_score
-from engine.quality.sampled import SampleMetrics, measure_sample
+from engine.quality.deequ import (
+    ERROR,
+    WARNING,
+    Evaluated,
+    as_of_seconds,
+    referential_integrity,
+    require_evaluable,
+    run_checks,
+)
+from engine.quality.intervals import Estimate
+from engine.quality.sampled import measure_sample
+from engine.quality.sampling import RowGroups, Sample, draw_sample
 from engine.quality.states import CheckStatus, Outcome
-
-# Deequ's approximate quantile is within 1% of rank of the exact one: a sample's interval is widened
-# by as much, so that what it decides agrees with what Deequ measures on the full data.
-DEEQU_QUANTILE_RANK_ERROR = 0.01
 
 
 @dataclass(frozen=True)
@@ -203,45 +209,37 @@ def _from_deequ(dataset: str, check: CheckConfig, outcome: Evaluated, *, rows: i
     return _result(dataset, check, status, metric=metric, message=outcome.message)
 
 
-def _sample_estimate(check: CheckConfig, metrics: SampleMetrics, z: float) -> Estimate | None:
-    """The check's metric on the sample with its interval (None when the sample cannot bound it: no value, or
-    a kurtosis the raw moments cannot give precisely)."""
-    value = metrics.values.get(check.name)
-    if value is None:
-        return None
-    if check.kind in RATIO_KINDS:
-        n = metrics.rows
-        return wilson(round(value * n), n, z) if n else None
-    column = check.columns[0]
-    n = metrics.non_null.get(column, 0)
-    if check.kind == "mean":
-        return mean_interval(value, metrics.stddev.get(column), n, z) if n else None
-    if check.kind == "stddev":
-        kurtosis = metrics.kurtosis.get(column)
-        return stddev_interval(value, kurtosis, n, z) if n > 1 and kurtosis is not None else None
-    low, high = metrics.quantile_bounds.get(check.name, metrics.span.get(column, (value, value)))
-    if n < 0.9 * metrics.expected_rows:  # ranks were set for more values than came: widen to the span seen
-        low, high = metrics.span[column]
-    return Estimate(value, min(low, value), max(high, value), n)
-
-
-def quantile_interval_ranks(check: CheckConfig, expected_n: int, z: float) -> tuple[float, float]:
-    """Ranks of the order statistics that bound the quantile at the sample size, widened by Deequ's rank error."""
-    low, high = quantile_ranks(check.quantile, max(expected_n, 1), z)
-    return max(0.0, low - DEEQU_QUANTILE_RANK_ERROR), min(1.0, high + DEEQU_QUANTILE_RANK_ERROR)
+def _design(sample: Sample, estimate: Estimate) -> str:
+    effect = f"; design effect {estimate.design_effect:.2f}" if estimate.design_effect is not None else ""
+    return f"{sample.design}{effect}"
 
 
 def _on_sample(
-    dataset: str, checks: list[CheckConfig], df: DataFrame, cfg: QualityConfig, *, rows: int, as_of: datetime
+    dataset: str,
+    checks: list[CheckConfig],
+    df: DataFrame,
+    cfg: QualityConfig,
+    *,
+    rows: int,
+    as_of: datetime,
+    row_groups: RowGroups | None,
 ) -> tuple[dict[str, CheckResult], list[CheckConfig], dict[str, str]]:
     """Decide what the sample can; return the results, the borderline checks, and why each is borderline."""
-    z = z_score(cfg.confidence)
-    ranks = {c.name: quantile_interval_ranks(c, cfg.sample_rows, z) for c in checks if c.kind == "quantile"}
-    sample = df.sample(withReplacement=False, fraction=cfg.sample_rows / rows, seed=cfg.seed)
-    metrics = measure_sample(sample, checks, ranks, as_of, expected_rows=cfg.sample_rows)
+    require_evaluable(df, checks)
+    columns = list(dict.fromkeys(c for check in checks for c in check.columns))
+    sample = draw_sample(
+        df,
+        columns,
+        rows=rows,
+        sample_rows=cfg.sample_rows,
+        min_groups=cfg.sample_row_groups,
+        seed=cfg.seed,
+        row_groups=row_groups,
+    )
+    estimates = measure_sample(sample, checks, as_of, cfg.confidence)
     results, borderline, why = {}, [], {}
     for check in checks:
-        estimate = _sample_estimate(check, metrics, z)
+        estimate = estimates[check.name]
         if estimate is None:
             borderline.append(check)
             why[check.name] = "the sample cannot bound it; measured on the full data"
@@ -250,11 +248,11 @@ def _on_sample(
         if status == CheckStatus.BORDERLINE:
             borderline.append(check)
             why[check.name] = (
-                f"borderline on {estimate.n:,} sampled rows: [{estimate.low:.6g}, {estimate.high:.6g}]; "
+                f"borderline on {_design(sample, estimate)}: [{estimate.low:.6g}, {estimate.high:.6g}]; "
                 "measured on the full data"
             )
             continue
-        message = "" if status == CheckStatus.PASSED else _sample_message(check, estimate, metrics.messages)
+        message = "" if status == CheckStatus.PASSED else _sample_message(check, estimate)
         results[check.name] = _result(
             dataset,
             check,
@@ -263,17 +261,17 @@ def _on_sample(
             interval=[estimate.low, estimate.high],
             sample_size=estimate.n,
             decided_by="sample",
+            detail=_design(sample, estimate),
             message=message,
         )
     return results, borderline, why
 
 
-def _sample_message(check: CheckConfig, estimate: Estimate, deequ: dict[str, str]) -> str:
-    """Deequ's message on the sample, and why the sample is enough: its whole interval is outside the bound."""
-    said = deequ.get(check.name) or f"Value: {estimate.value:.6g} does not meet the constraint requirement!"
+def _sample_message(check: CheckConfig, estimate: Estimate) -> str:
+    """Deequ's message, and why the sample is enough: its whole interval is outside the bound."""
     return (
-        f"{said} (on a {estimate.n:,}-row sample: the whole interval [{estimate.low:.6g}, {estimate.high:.6g}] "
-        f"is outside {expected(check)})"
+        f"Value: {estimate.value:.6g} does not meet the constraint requirement! (on a {estimate.n:,}-row sample: "
+        f"the whole interval [{estimate.low:.6g}, {estimate.high:.6g}] is outside {expected(check)})"
     )
 
 
@@ -297,8 +295,10 @@ def verify(
     as_of: datetime,
     stored_schema: T.StructType | None = None,
     datasets: dict[str, DataFrame] | None = None,
+    row_groups: RowGroups | None = None,
 ) -> ValidationReport:
-    """Run `checks` on `df` (`rows` rows, already counted) layer by layer; see the module docstring."""
+    """Run `checks` on `df` (`rows` rows, already counted) layer by layer; see the module docstring.
+    `row_groups` are the stored groups of `df`'s rows, which the statistical layer may sample."""
     results: dict[str, CheckResult] = {}
     for check in (c for c in checks if c.kind == "schema"):
         results[check.name] = _schema_check(dataset, check, stored_schema or df.schema)
@@ -318,7 +318,7 @@ def verify(
     full = [c for c in checks if c.name not in results and c not in sampled and c.kind != "references"]
     why: dict[str, str] = {}
     if sampled and rows > cfg.sample_rows:
-        decided, borderline, why = _on_sample(dataset, sampled, df, cfg, rows=rows, as_of=as_of)
+        decided, borderline, why = _on_sample(dataset, sampled, df, cfg, rows=rows, as_of=as_of, row_groups=row_groups)
         results |= decided
         full += borderline
     else:

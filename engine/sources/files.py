@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 from engine.config.quality import FileSourceConfig
 from engine.errors import ConfigError, SourceError
 from engine.quality.inputs import CORRUPT, SourceData
+from engine.quality.sampling import stored_row_groups
 from engine.sources.materialize import materialize, root_cause
 
 _TYPES = {
@@ -115,9 +116,11 @@ def stored_schema(spark: SparkSession, cfg: FileSourceConfig) -> T.StructType:
 
 
 def read_source(spark: SparkSession, cfg: FileSourceConfig) -> SourceData:
-    """Read, cache and count a source in one scan (rows and malformed lines together)."""
+    """Read, cache and count a source in one scan (rows and malformed lines together), and list its stored
+    row groups (Parquet and Delta: metadata only) for the statistical layer's sample."""
     schema = stored_schema(spark, cfg)
     data = materialize(
         _reader(spark, cfg, declared_schema(cfg)), cfg.name, location=f"{cfg.format} at {cfg.path}", allow_empty=True
     )
-    return replace(data, stored_schema=schema)
+    row_groups = stored_row_groups(cfg.format, cfg.path, cfg.version) if not data.malformed else None
+    return replace(data, stored_schema=schema, row_groups=row_groups)
