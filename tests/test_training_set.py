@@ -65,10 +65,17 @@ def write_spine(spark: SparkSession, path: Path, rows: list[tuple]) -> None:
     spark.createDataFrame(data, SPINE).write.format("delta").save(str(path))
 
 
-def build(spark: SparkSession, spine: Path, tables: list[FeatureTableConfig], spine_version: str = "0") -> DataFrame:
+def build(
+    spark: SparkSession,
+    spine: Path,
+    tables: list[FeatureTableConfig],
+    spine_version: str = "0",
+    values: str = "auto",
+) -> DataFrame:
     cfg = TrainingSetConfig(
         spine=SpineConfig(path=str(spine), version=spine_version, timestamp="t", label="label", columns=["row_id"]),
         feature_tables=tables,
+        values=values,
     )
     frame, _, _ = training_set(spark, cfg, pin_inputs(spark, cfg))
     return frame
@@ -122,47 +129,55 @@ def test_ttl_expiry_yields_null(spark: SparkSession, tmp_path: Path) -> None:
     assert amounts(frame) == {0: 1.0, 1: None, 2: 2.0}
 
 
-def test_ties_resolve_by_created_time_then_by_commit(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("values", ["sweep", "winners"])  # values through the sort, or joined to the winners
+def test_ties_resolve_by_created_time_then_by_commit(spark: SparkSession, tmp_path: Path, values: str) -> None:
     t = 100 * MINUTE
     rows = [("u", t, 5, 2.0, "later"), ("u", t, 1, 1.0, "earlier"), ("u", t, 3, None, "middle")]
     write(feature_frame(spark, rows), tmp_path / "f")
     write_spine(spark, tmp_path / "s", [("u", t, 1)])
-    frame = build(spark, tmp_path / "s", [table(tmp_path / "f", created_column="created_ts")])
+    frame = build(spark, tmp_path / "s", [table(tmp_path / "f", created_column="created_ts")], values=values)
     assert [(r["amount"], r["tier"]) for r in frame.collect()] == [(2.0, "later")]
     # Without a created column the commit time decides: the row written later wins the tie.
     write(feature_frame(spark, [("u", t, 0, 7.0, "second commit")]), tmp_path / "f")
-    frame = build(spark, tmp_path / "s", [table(tmp_path / "f", version=1)])
+    frame = build(spark, tmp_path / "s", [table(tmp_path / "f", version=1)], values=values)
     assert [(r["amount"], r["tier"]) for r in frame.collect()] == [(7.0, "second commit")]
 
 
-def test_a_null_value_in_the_latest_row_is_not_filled_from_older_rows(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("values", ["sweep", "winners"])  # values through the sort, or joined to the winners
+def test_a_null_value_in_the_latest_row_is_not_filled_from_older_rows(
+    spark: SparkSession, tmp_path: Path, values: str
+) -> None:
     t = 100 * MINUTE
     write(feature_frame(spark, [("u", t - 2, 0, 5.0, "a"), ("u", t - 1, 0, None, None)]), tmp_path / "f")
     write_spine(spark, tmp_path / "s", [("u", t, 1), ("u", t - 2, 1)])
-    frame = build(spark, tmp_path / "s", [table(tmp_path / "f", created_column="created_ts")])
+    frame = build(spark, tmp_path / "s", [table(tmp_path / "f", created_column="created_ts")], values=values)
     assert {r["row_id"]: (r["amount"], r["tier"]) for r in frame.collect()} == {0: (None, None), 1: (5.0, "a")}
 
 
-def test_late_corrections_never_leak_and_time_travel_rebuilds_the_old_set(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("values", ["sweep", "winners"])  # values through the sort, or joined to the winners
+def test_late_corrections_never_leak_and_time_travel_rebuilds_the_old_set(
+    spark: SparkSession, tmp_path: Path, values: str
+) -> None:
     day = 1440 * MINUTE
     backfill = feature_frame(spark, [("u", 1 * day, 0, 1.0, "original"), ("v", 2 * day, 0, 4.0, "kept")])
     v0 = write(backfill, tmp_path / "f", mode="merge")
     future = int((datetime.now(UTC) + timedelta(days=30) - BASE).total_seconds()) * US
     write_spine(spark, tmp_path / "s", [("u", 3 * day, 1), ("u", future, 1), ("v", future, 0)])
-    before = build(spark, tmp_path / "s", [table(tmp_path / "f", version=v0)])
+    before = build(spark, tmp_path / "s", [table(tmp_path / "f", version=v0)], values=values)
     assert amounts(before) == {0: 1.0, 1: 1.0, 2: 4.0}
 
     # A correction of the old value is appended now: it exists only from its commit time on, and the
     # value that was served before it stays in the table for the spine rows that precede the commit.
     correction = feature_frame(spark, [("u", 1 * day, 0, 9.0, "corrected")])
     v1 = write(correction, tmp_path / "f", correction=True)
-    after = build(spark, tmp_path / "s", [table(tmp_path / "f", version=v1)])
+    after = build(spark, tmp_path / "s", [table(tmp_path / "f", version=v1)], values=values)
     assert amounts(after) == {0: 1.0, 1: 9.0, 2: 4.0}, "the day-3 row must not see a value committed years later"
-    again = build(spark, tmp_path / "s", [table(tmp_path / "f", version=v0)])
+    again = build(spark, tmp_path / "s", [table(tmp_path / "f", version=v0)], values=values)
     assert sorted(again.collect()) == sorted(before.collect())
 
 
-def test_many_rows_against_the_reference(spark: SparkSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("values", ["sweep", "winners"])  # values through the sort, or joined to the winners
+def test_many_rows_against_the_reference(spark: SparkSession, tmp_path: Path, values: str) -> None:
     """Random data with duplicate times, boundaries, nulls, shuffled rows and a huge entity."""
     rng = random.Random(5)
     users = ["a", "b", "c", "d", None]
@@ -195,7 +210,9 @@ def test_many_rows_against_the_reference(spark: SparkSession, tmp_path: Path) ->
             delay=f"{delay}m" if delay else "0s",
             strict=strict,
         )
-        got = {r["row_id"]: (r["amount"], r["tier"]) for r in build(spark, tmp_path / "s", [spec]).collect()}
+        got = {
+            r["row_id"]: (r["amount"], r["tier"]) for r in build(spark, tmp_path / "s", [spec], values=values).collect()
+        }
         want = {}
         for i, (user, t, _) in enumerate(spine):
             candidates = [

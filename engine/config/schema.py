@@ -161,13 +161,20 @@ class TrackingConfig:
 
 @dataclass
 class TrainingSetConfig:
-    """A point-in-time training set: a pinned spine joined as of its times to pinned feature tables."""
+    """A point-in-time training set: a pinned spine joined as of its times to pinned feature tables.
+
+    `values` says how feature values reach the spine: `sweep` carries them through the as-of sort,
+    `winners` sorts times alone and joins the winning rows' values afterwards, `auto` takes `winners`
+    for a set of keys whose tables hold many features (see engine/training/build.py)."""
 
     spine: SpineConfig = MISSING
     feature_tables: list[FeatureTableConfig] = field(default_factory=list)
     output: SinkConfig = field(default_factory=lambda: SinkConfig(path="output/delta/training_set"))
+    values: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.values not in TRAINING_VALUE_PLANS:
+            raise ConfigError(f"training_set.values: '{self.values}' is not one of {', '.join(TRAINING_VALUE_PLANS)}")
         if not self.feature_tables:
             raise ConfigError("training_set.feature_tables: at least one feature table is required")
         names = [t.name for t in self.feature_tables]
@@ -175,6 +182,9 @@ class TrainingSetConfig:
             raise ConfigError(f"training_set.feature_tables: names must be unique, got {names}")
         if self.output.mode == SinkMode.MERGE:
             raise ConfigError("training_set.output.mode: a training set is written whole (overwrite) or appended")
+
+
+TRAINING_VALUE_PLANS = ("auto", "sweep", "winners")
 
 
 @dataclass

@@ -7,6 +7,10 @@ candidate pair. Tables with the same keys share the pass. A feature row enters t
 availability time, so a value never reaches a spine row that precedes its availability, however
 early its event time is. For a wide spine only its distinct (keys, time) points go through the
 sort, and the rows get their values back in an equi-join, spread over every task.
+
+For wide feature tables, `as_of_join_winners` sorts only times: the sweep finds each point's winning
+(event, created) per table, and the values of just those rows join back afterwards, so hundreds of
+feature columns never go through the shuffle and the sort.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ _SPINE = "_spine"
 _KEY = "_key"  # + key index
 _VALUE = "_value"  # + table index
 _BEST = "_best"  # + table index
+_POINT = "_point_ts"
+_WON = "_won"  # + table index: the winning row's (event, created)
+_TABLE = "_table"
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,93 @@ def as_of_join(
     found = found.selectExpr(*at, _SWEEP, *outputs)
     on = [spine[k] == found[a] for k, a in zip(keys, at, strict=True)] + [spine[spine_timestamp] == found[_SWEEP]]
     return spine.join(found, on, "left").drop(*at, _SWEEP)  # by name: one call, however wide the rows
+
+
+def as_of_join_winners(
+    spine: DataFrame,
+    tables: list[tuple[DataFrame, AsOfSpec]],
+    spine_timestamp: str,
+    points: DataFrame,
+    *,
+    few_points: bool = False,
+) -> DataFrame:
+    """`as_of_join`'s result, with the values joined to the winners after a sweep of times alone.
+
+    The sweep keeps each table's running maximum of (event time, created time) over the rows available
+    before each (keys, time) point of `points`: the winner's identity, as `as_of_join` ranks rows. Each
+    table's rows with a winner's (keys, event, created) are then read with their values and matched to
+    the points they won, if still available by then (a later correction with the same times never
+    leaks); among exact ties the greatest values win, as in the sweep.
+    The winners are computed when this is called (one job of narrow rows). With `few_points` they are
+    broadcast, and the feature rows stream past them, never shuffled whole.
+    """
+    keys = tables[0][1].keys
+    if any(spec.keys != keys for _, spec in tables):
+        raise ValueError("as_of_join_winners: every table of one sweep must have the same keys")
+    at = [f"{_KEY}{i}" for i in range(len(keys))]
+    won = [f"{_WON}{i}" for i in range(len(tables))]
+    stamp = T.StructType([T.StructField(EVENT, T.TimestampType()), T.StructField(CREATED, T.TimestampType())])
+    placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
+    sweeping = points.where(placed).select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP)).distinct()
+    union = sweeping.withColumns({_SIDE: F.lit(1), **{w: F.lit(None).cast(stamp) for w in won}})
+    usable = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, EVENT, AVAILABLE)])
+    when = F.struct(F.col(EVENT).cast("timestamp").alias(EVENT), F.col(CREATED).cast("timestamp").alias(CREATED))
+    for i, (features, _) in enumerate(tables):
+        union = union.unionByName(
+            features.where(usable).select(
+                *_renamed(keys, at),
+                _sweep_time(tables[i][1]).alias(_SWEEP),
+                F.lit(0).alias(_SIDE),
+                *((when if j == i else F.lit(None).cast(stamp)).alias(w) for j, w in enumerate(won)),
+            )
+        )
+    so_far = Window.partitionBy(*at).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
+    found = union.select(*at, _SWEEP, _SIDE, *(F.max(w).over(so_far).alias(w) for w in won)).where(F.col(_SIDE) == 1)
+    # one row per point and table it has a fresh winner in: (keys, point, table, event, created)
+    entries = []
+    for i, (_, spec) in enumerate(tables):
+        fresh = F.col(f"{won[i]}.{EVENT}").isNotNull()
+        if spec.ttl_seconds is not None:
+            fresh &= F.col(f"{won[i]}.{EVENT}") >= F.col(_SWEEP) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS")
+        entries.append(F.when(fresh, F.struct(F.lit(i).alias(_TABLE), F.col(won[i]).alias(_WON))))
+    winners = found.select(*at, F.col(_SWEEP).alias(_POINT), F.explode(F.array(*entries)).alias(_WON))
+    winners = winners.where(F.col(_WON).isNotNull()).select(
+        *at,
+        _POINT,
+        F.col(f"{_WON}.{_TABLE}").alias(_TABLE),
+        F.col(f"{_WON}.{_WON}.{EVENT}").alias(EVENT),
+        F.col(f"{_WON}.{_WON}.{CREATED}").alias(CREATED),
+    )
+    # Computed once, here (a narrow job): every table's values join it, and a plan holding the sweep
+    # once per table would grow with the square of the tables.
+    winners = winners.localCheckpoint(eager=True)
+    values = [f"{_VALUE}{i}" for i in range(len(tables))]
+    types = [T.StructType(_value_type(features, spec).fields[2:]) for features, spec in tables]
+    rows = None
+    for i, (features, spec) in enumerate(tables):
+        own = features.where(usable).select(
+            *_renamed(keys, at),
+            F.lit(i).alias(_TABLE),
+            F.col(EVENT).cast("timestamp").alias(EVENT),
+            F.col(CREATED).cast("timestamp").alias(CREATED),
+            _sweep_time(spec).alias(_SWEEP),
+            *(
+                (F.struct(*(F.col(_quoted(c)) for c in spec.features)) if j == i else F.lit(None).cast(t)).alias(v)
+                for j, (t, v) in enumerate(zip(types, values, strict=True))
+            ),
+        )
+        rows = own if rows is None else rows.unionByName(own)
+    matched = (F.broadcast(winners) if few_points else winners).join(rows, [*at, _TABLE, EVENT, CREATED])
+    matched = matched.where(F.col(_SWEEP) <= F.col(_POINT))
+    best = matched.groupBy(*at, _POINT).agg(*(F.max(v).alias(v) for v in values))
+    outputs = [
+        f"{v}.{_quoted(name)} AS {_quoted(out)}"
+        for v, (_, spec) in zip(values, tables, strict=True)
+        for name, out in zip(spec.features, spec.output_names, strict=True)
+    ]
+    best = best.selectExpr(*at, _POINT, *outputs)
+    on = [spine[k] == best[a] for k, a in zip(keys, at, strict=True)] + [spine[spine_timestamp] == best[_POINT]]
+    return spine.join(best, on, "left").drop(*at, _POINT)
 
 
 def _renamed(columns: tuple[str, ...], names: list[str]) -> list[Column]:

@@ -14,11 +14,14 @@ from pyspark.sql import functions as F
 
 from engine.config.schema import TrainingSetConfig
 from engine.errors import ConfigError
-from engine.training.asof import AsOfSpec, as_of_join
+from engine.training.asof import AsOfSpec, as_of_join, as_of_join_winners
 from engine.training.inputs import TimeRange, feature_rows, spine_range
 from engine.versioning.refs import read_dataframe, resolve_version
 
 SMALL_SPINE_ROWS = 1_000_000  # up to this size, feature rows are first cut to the spine's keys (broadcast)
+# From this many features per set of keys, `auto` sorts times alone and joins the winners' values after.
+WINNERS_MIN_FEATURES = 64
+BROADCAST_WINNERS = 1_000_000  # up to this many (spine row, table) pairs, the winners are broadcast
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ def training_set(
         sweeps.setdefault(spec.keys, []).append((rows, spec))
     result = spine
     for tables in sweeps.values():
-        # after the first sweep the rows are wide: later sweeps sort only the spine's points
-        result = as_of_join(result, tables, cfg.spine.timestamp, points=None if result is spine else spine)
+        width = sum(len(spec.features) for _, spec in tables)
+        if cfg.values == "winners" or (cfg.values == "auto" and width >= WINNERS_MIN_FEATURES):
+            few = window is not None and window.rows * len(tables) <= BROADCAST_WINNERS
+            result = as_of_join_winners(result, tables, cfg.spine.timestamp, points=spine, few_points=few)
+        else:  # after the first sweep the rows are wide: later sweeps sort only the spine's points
+            result = as_of_join(result, tables, cfg.spine.timestamp, points=None if result is spine else spine)
     return result.select(*names), names[len(columns) :], window
