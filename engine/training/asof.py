@@ -194,8 +194,8 @@ def as_of_join_winners(
         F.col(f"{_WON}.{_WON}.{EVENT}").alias(EVENT),
         F.col(f"{_WON}.{_WON}.{CREATED}").alias(CREATED),
     )
-    # Computed once, here (a narrow job): every table's values join it, and a plan holding the sweep
-    # once per table would grow with the square of the tables.
+    # Computed here, in one narrow job: the plan that reads the wide rows then holds no sweep, and the
+    # broadcast holds rows already known.
     winners = winners.localCheckpoint(eager=True)
     values = [f"{_VALUE}{i}" for i in range(len(tables))]
     types = [T.StructType(_value_type(features, spec).fields[2:]) for features, spec in tables]
