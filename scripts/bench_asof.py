@@ -167,16 +167,21 @@ def join_then_rank(spark: SparkSession, spine: Path, tables: list[Path], width: 
 
 
 def warm_up(spark: SparkSession, work: Path) -> None:
-    """Run both runners once on tiny data, so neither pays the JVM's first-use costs (class loading,
-    Delta log readers, code generation) inside a timed run."""
-    spine, table = work / "spine", work / "features"
+    """Run both runners once on tiny data of both shapes (5 features, and two tables of 100), so neither
+    pays the JVM's first-use costs (class loading, Delta log readers, code generation and compilation of
+    the wide rows' paths) inside a timed run."""
+    spine = work / "spine"
     if not spine.exists():
         generate_spine(spine.with_suffix(".parquet"), 10_000, 1_000, seed=1)
-        generate_features(table.with_suffix(".parquet"), 40_000, 1_000, 5, seed=2)
     to_delta(spark, spine.with_suffix(".parquet"), spine)
-    to_delta(spark, table.with_suffix(".parquet"), table)
-    engine(spark, spine, [table], 5, "90d").write.format("noop").mode("overwrite").save()
-    join_then_rank(spark, spine, [table], 5, 90).write.format("noop").mode("overwrite").save()
+    for name, width, count in (("features", 5, 1), ("wide", 100, 2)):
+        tables = [work / f"{name}_{i}" for i in range(count)]
+        for i, table in enumerate(tables):
+            if not table.exists():
+                generate_features(table.with_suffix(".parquet"), 40_000, 1_000, width, seed=2 + i)
+            to_delta(spark, table.with_suffix(".parquet"), table)
+        engine(spark, spine, tables, width, "90d").write.format("noop").mode("overwrite").save()
+        join_then_rank(spark, spine, tables, width, 90).write.format("noop").mode("overwrite").save()
 
 
 def differing_rows(left: Path, right: Path) -> int:
