@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # pydeequ is imported where it runs: it reads SPARK_VERSION, 
     from pydeequ.checks import Check
 
 ERROR, WARNING = "Error", "Warning"
-Metric = JavaObject  # a Deequ metric (DoubleMetric, KeyedDoubleMetric)
 # Freshness reads Deequ's maximum of the event time in epoch seconds: Deequ's Maximum takes numbers.
 _SECONDS = "__featurelake_seconds_{}"
 
@@ -219,11 +218,8 @@ def run_checks(
     df: DataFrame,
     checks: list[tuple[CheckConfig, str]],
     as_of: datetime,
-    *,
-    analyzers: list[JavaObject] = (),
-) -> tuple[dict[str, Evaluated], dict[JavaObject, Metric]]:
-    """Run `(check, level)` pairs in one VerificationSuite over `df`; return each check's outcome, and the
-    metric of each extra JVM analyzer (computed in the same scan).
+) -> dict[str, Evaluated]:
+    """Run `(check, level)` pairs in one VerificationSuite over `df`; return each check's outcome.
 
     A check Deequ cannot evaluate (a missing column, a column of the wrong type, a bad pattern)
     raises a CheckError naming it, before anything is written."""
@@ -235,11 +231,8 @@ def run_checks(
     for spec, level in checks:
         check = Check(spark, CheckLevel.Error if level == ERROR else CheckLevel.Warning, spec.name)
         suite = suite.addCheck(add_constraint(check, spec, as_of))
-    builder = suite._VerificationRunBuilder
-    for analyzer in analyzers:
-        builder = builder.addRequiredAnalyzer(analyzer)
     with deequ_sql(spark):
-        result = builder.run()
+        result = suite._VerificationRunBuilder.run()
     constraints = _constraint_results(result, spark._jvm)
     outcomes = {}
     for spec, _ in checks:
@@ -250,8 +243,7 @@ def run_checks(
         passed = constraint.status().toString() == "Success"
         message = "" if passed else (_option(constraint.message()) or problem or "failed")
         outcomes[spec.name] = Evaluated(spec.name, passed, metric, str(message))
-    metrics = {a: _option(result.metrics().get(a)) for a in analyzers}
-    return outcomes, metrics
+    return outcomes
 
 
 def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
@@ -277,15 +269,6 @@ def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
                 problem = str(err.java_exception.getMessage())
         if problem:
             raise CheckError(f"check {spec.name}: Deequ cannot evaluate it: {problem.splitlines()[0]}")
-
-
-def metric_values(metric: JavaObject | None) -> list[float]:
-    """The values of a (possibly multi-valued) Deequ metric; empty when it could not be computed."""
-    if metric is None:
-        return []
-    flattened = metric.flatten()
-    values = [_value(flattened.apply(i))[0] for i in range(flattened.size())]
-    return [v for v in values if v is not None]
 
 
 def referential_integrity(

@@ -195,7 +195,7 @@ def _on_full_data(
     """Run `checks` in one Deequ VerificationSuite over the full data."""
     if not checks:
         return {}
-    evaluated, _ = run_checks(df.sparkSession, df, [(c, _level(c)) for c in checks], as_of)
+    evaluated = run_checks(df.sparkSession, df, [(c, _level(c)) for c in checks], as_of)
     return {c.name: _from_deequ(dataset, c, evaluated[c.name], rows=rows, as_of=as_of) for c in checks}
 
 
