@@ -6,6 +6,9 @@ row (keyed by the spine's row id). Two cases:
 - large: a 5M-row spine against one 20M-row feature table (5 features, TTL 90 days);
 - wide:  a 17,000-row spine against 10 feature tables of 100 features each (1,000 features).
 
+Each case runs in a Spark session of its own: the large one with 14g of driver memory, the wide one
+with 3g, so its peak memory shows what a thousand features need.
+
 Join-then-rank follows Feast's point-in-time template: filter each table to the spine's time range,
 join it to the spine on the keys with `event <= t AND event >= t - ttl`, keep the newest
 (event, created) per spine row with ROW_NUMBER, join the winners back for their values, and left-join
@@ -22,7 +25,9 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +61,7 @@ class Result:
     spine_rows: int
     feature_rows: int
     features: int
+    driver_memory: str
     seconds: float
     spine_rows_per_second: float
     peak_rss_mib: float
@@ -166,22 +172,20 @@ def join_then_rank(spark: SparkSession, spine: Path, tables: list[Path], width: 
     return result
 
 
-def warm_up(spark: SparkSession, work: Path) -> None:
-    """Run both runners once on tiny data of both shapes (5 features, and two tables of 100), so neither
-    pays the JVM's first-use costs (class loading, Delta log readers, code generation and compilation of
-    the wide rows' paths) inside a timed run."""
+def warm_up(spark: SparkSession, work: Path, width: int, count: int) -> None:
+    """Run both runners once on tiny data of the case's shape, so neither pays the JVM's first-use costs
+    (class loading, Delta log readers, code generation and compilation of its rows' paths) inside a timed run."""
     spine = work / "spine"
     if not spine.exists():
         generate_spine(spine.with_suffix(".parquet"), 10_000, 1_000, seed=1)
     to_delta(spark, spine.with_suffix(".parquet"), spine)
-    for name, width, count in (("features", 5, 1), ("wide", 100, 2)):
-        tables = [work / f"{name}_{i}" for i in range(count)]
-        for i, table in enumerate(tables):
-            if not table.exists():
-                generate_features(table.with_suffix(".parquet"), 40_000, 1_000, width, seed=2 + i)
-            to_delta(spark, table.with_suffix(".parquet"), table)
-        engine(spark, spine, tables, width, "90d").write.format("noop").mode("overwrite").save()
-        join_then_rank(spark, spine, tables, width, 90).write.format("noop").mode("overwrite").save()
+    tables = [work / f"features_{width}_{i}" for i in range(count)]
+    for i, table in enumerate(tables):
+        if not table.exists():
+            generate_features(table.with_suffix(".parquet"), 40_000, 1_000, width, seed=2 + i)
+        to_delta(spark, table.with_suffix(".parquet"), table)
+    engine(spark, spine, tables, width, "90d").write.format("noop").mode("overwrite").save()
+    join_then_rank(spark, spine, tables, width, 90).write.format("noop").mode("overwrite").save()
 
 
 def differing_rows(left: Path, right: Path) -> int:
@@ -209,42 +213,50 @@ def main() -> None:
     parser.add_argument("--wide-entities", default="50k")
     parser.add_argument("--cases", default="large,wide")
     parser.add_argument("--partitions", type=int, default=16)
-    parser.add_argument("--driver-memory", default="14g")
+    parser.add_argument("--driver-memory", default="14g", help="driver memory for the large case")
+    parser.add_argument("--wide-driver-memory", default="3g", help="driver memory for the wide case")
     parser.add_argument("--work", default=str(REPO / ".cache" / "bench_asof"))
     parser.add_argument("--out", default=str(REPO / "bench"))
+    parser.add_argument("--case-result", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.case_result:
+        run_cases(args)
+        return
     work = Path(args.work)
 
-    started = time.perf_counter()
-    spark = build_session(
-        SparkConfig(driver_memory=args.driver_memory, shuffle_partitions=args.partitions), work / "logs"
-    )
-    startup = time.perf_counter() - started
-    jvm = PeakRss(jvm_pid())
-    print(f"spark start-up: {startup:.1f} s (excluded from every figure below)", flush=True)
     results: list[Result] = []
     checks: list[dict] = []
     setup: dict[str, float] = {}
-    try:
-        warm_up(spark, work / "warm_up")
-        for case in args.cases.split(","):
+    startup: dict[str, float] = {}
+    memory = {"large": args.driver_memory, "wide": args.wide_driver_memory}
+    for case in args.cases.split(","):
+        if case == "large":
+            spine_rows, rows, entities, width, count = (
+                _size(args.spine),
+                _size(args.features),
+                _size(args.entities),
+                5,
+                1,
+            )
+        else:
+            spine_rows, rows, entities, width, count = (
+                _size(args.wide_spine),
+                _size(args.wide_rows),
+                _size(args.wide_entities),
+                100,
+                10,
+            )
+        # Each case in a session of its own, with its own driver memory: both runners get the same.
+        started = time.perf_counter()
+        spark = build_session(
+            SparkConfig(driver_memory=memory[case], shuffle_partitions=args.partitions), work / "logs"
+        )
+        startup[case] = round(time.perf_counter() - started, 1)
+        jvm = PeakRss(jvm_pid())
+        print(f"{case}: spark start-up {startup[case]} s (excluded from every figure below)", flush=True)
+        try:
+            warm_up(spark, work / "warm_up", width, min(count, 2))
             began = time.perf_counter()
-            if case == "large":
-                spine_rows, rows, entities, width, count = (
-                    _size(args.spine),
-                    _size(args.features),
-                    _size(args.entities),
-                    5,
-                    1,
-                )
-            else:
-                spine_rows, rows, entities, width, count = (
-                    _size(args.wide_spine),
-                    _size(args.wide_rows),
-                    _size(args.wide_entities),
-                    100,
-                    10,
-                )
             tag = f"{case}_{spine_rows}_{rows}_{entities}"
             spine = work / tag / "spine"
             if not spine.exists():
@@ -281,30 +293,46 @@ def main() -> None:
                     spine_rows,
                     rows * count,
                     width * count,
+                    memory[case],
                     round(seconds, 2),
                     round(spine_rows / seconds),
                     round(jvm.read()),
                 )
                 results.append(result)
                 print(json.dumps(asdict(result)), flush=True)
-            checks.append(
-                {"case": case, "differing_rows": differing_rows(outputs["engine"], outputs["join_then_rank"])}
-            )
-            print(json.dumps(checks[-1]), flush=True)
-    finally:
-        spark.stop()
+        finally:
+            spark.stop()
+        checks.append({"case": case, "differing_rows": differing_rows(outputs["engine"], outputs["join_then_rank"])})
+        print(json.dumps(checks[-1]), flush=True)
+    Path(args.case_result).write_text(
+        json.dumps({"results": [asdict(r) for r in results], "checks": checks, "setup": setup, "startup": startup})
+    )
+
+
+def run_cases(args: argparse.Namespace) -> None:
+    """Each case in a process of its own, since a driver JVM's memory is fixed when it starts; one report."""
+    results, checks, setup, startup = [], [], {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for case in args.cases.split(","):
+            out = Path(scratch) / f"{case}.json"
+            argv = [a for a in sys.argv[1:]]
+            subprocess.run([sys.executable, __file__, *argv, "--cases", case, "--case-result", str(out)], check=True)
+            part = json.loads(out.read_text())
+            results += [Result(**r) for r in part["results"]]
+            checks += part["checks"]
+            setup |= part["setup"]
+            startup |= part["startup"]
     write_report(Path(args.out), results, checks, setup, startup, args)
 
 
-def write_report(out: Path, results: list[Result], checks: list[dict], setup: dict, startup: float, args) -> None:
+def write_report(out: Path, results: list[Result], checks: list[dict], setup: dict, startup: dict, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "spark_startup_seconds": round(startup, 2),
+        "spark_startup_seconds": startup,
         "data_setup_seconds": setup,
         "ttl_days": args.ttl_days,
         "shuffle_partitions": args.partitions,
-        "driver_memory": args.driver_memory,
     }
     (out / "asof.json").write_text(
         json.dumps({**meta, "results": [asdict(r) for r in results], "equality": checks}, indent=2) + "\n"
@@ -314,23 +342,26 @@ def write_report(out: Path, results: list[Result], checks: list[dict], setup: di
     lines = [
         "# Point-in-time join benchmark",
         "",
-        f"`scripts/bench_asof.py` on {meta['machine']}; local[2], {args.partitions} shuffle partitions, "
-        f"driver {args.driver_memory}. TTL {args.ttl_days} days; event times uniform over a year.",
-        "Both runners read the same Delta versions and write Parquet; Delta's cache of table logs is cleared "
+        f"`scripts/bench_asof.py` on {meta['machine']}; local[2], {args.partitions} shuffle partitions. "
+        f"TTL {args.ttl_days} days; event times uniform over a year.",
+        "Each case runs in a Spark session of its own, with the driver memory shown; both runners share it. "
+        "Both read the same Delta versions and write Parquet; Delta's cache of table logs is cleared "
         "before each, so each pays its own log loading and scan planning. Peak RSS is the driver JVM's (local "
         "mode: driver and executors are one process). The ratio is join-then-rank's time over the engine's "
         "(above 1: the engine is faster).",
         "",
-        f"Spark start-up (excluded from all times): {startup:.1f} s",
+        "Spark start-up (excluded from all times): "
+        + ", ".join(f"{case} {seconds:.1f} s" for case, seconds in startup.items()),
         "",
-        "| case | runner | spine rows | feature rows | features | seconds | spine rows/s | peak RSS MiB "
-        "| join-then-rank / engine | differing rows |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | runner | spine rows | feature rows | features | driver memory | seconds | spine rows/s "
+        "| peak RSS MiB | join-then-rank / engine | differing rows |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ratio = by[(r.case, "join_then_rank")].seconds / by[(r.case, "engine")].seconds
         lines.append(
-            f"| {r.case} | {r.runner} | {r.spine_rows:,} | {r.feature_rows:,} | {r.features:,} | {r.seconds:.1f} | "
+            f"| {r.case} | {r.runner} | {r.spine_rows:,} | {r.feature_rows:,} | {r.features:,} | {r.driver_memory} "
+            f"| {r.seconds:.1f} | "
             f"{r.spine_rows_per_second:,} | {r.peak_rss_mib:,.0f} | {ratio:.2f}x | {equal[r.case]} |"
         )
     (out / "asof.md").write_text("\n".join(lines) + "\n")

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from engine.config.schema import SinkConfig
 from engine.errors import ConfigError
 from engine.pipeline.runner import execute
 from engine.pipeline.versioning import VERSION, VersionResult, prepare
 from engine.sinks.delta import write_delta
-from engine.versioning.refs import VersionError
+from engine.versioning.refs import VersionError, read_pinned
 from tests.conftest import job_config
 
 
@@ -124,3 +125,19 @@ def test_bad_version_jobs_fail_in_one_line(run_job, table: Path, tmp_path: Path)
     cfg = job_config(tmp_path, "job=version", f"version.table={tmp_path / 'missing'}")
     with pytest.raises(ConfigError, match="no Delta table at"):
         prepare(cfg)
+
+
+def test_a_pinned_read_keeps_deleted_rows_out_and_skips_files(spark: SparkSession, tmp_path: Path) -> None:
+    """The file list planned once still goes through Delta's relation: deletion vectors apply, and
+    the condition skips files by their statistics while filtering rows."""
+    path = str(tmp_path / "dv")
+    frame = spark.range(0, 20).selectExpr("id", "CAST(id AS DOUBLE) AS value")
+    frame.repartition(2, "id").sortWithinPartitions("id").write.format("delta").option(
+        "delta.enableDeletionVectors", "true"
+    ).save(path)
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE id % 5 = 0")
+    version = 1
+    assert sorted(r.id for r in read_pinned(spark, path, version).collect()) == [i for i in range(20) if i % 5]
+    kept = read_pinned(spark, path, version, F.col("id") >= 12)
+    assert sorted(r.id for r in kept.collect()) == [i for i in range(12, 20) if i % 5]
+    assert sorted(r.id for r in read_pinned(spark, path, 0, F.col("id") < 3).collect()) == [0, 1, 2]

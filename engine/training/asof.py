@@ -197,33 +197,59 @@ def as_of_join_winners(
     # Computed here, in one narrow job: the plan that reads the wide rows then holds no sweep, and the
     # broadcast holds rows already known.
     winners = winners.localCheckpoint(eager=True)
-    values = [f"{_VALUE}{i}" for i in range(len(tables))]
-    types = [T.StructType(_value_type(features, spec).fields[2:]) for features, spec in tables]
-    rows = None
-    for i, (features, spec) in enumerate(tables):
-        own = features.where(usable).select(
-            *_renamed(keys, at),
-            F.lit(i).alias(_TABLE),
-            F.col(EVENT).cast("timestamp").alias(EVENT),
-            F.col(CREATED).cast("timestamp").alias(CREATED),
-            _sweep_time(spec).alias(_SWEEP),
-            *(
-                (F.struct(*(F.col(_quoted(c)) for c in spec.features)) if j == i else F.lit(None).cast(t)).alias(v)
-                for j, (t, v) in enumerate(zip(types, values, strict=True))
-            ),
+    # Each table's features are read in chunks narrow enough for whole-stage code generation
+    # (spark.sql.codegen.maxFields), so a scan hands the join column batches and copies only the rows
+    # that match; a wider scan would turn every row into an object first.
+    room = max(1, int(spine.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")) - len(keys) - 8)
+    chunks = [(i, part) for i, (_, spec) in enumerate(tables) for part in _chunks(spec.features, room)]
+    renamed = [dict(zip(spec.features, spec.output_names, strict=True)) for _, spec in tables]
+    result, outputs = spine, []
+    for c, (i, part) in enumerate(chunks):
+        features, spec = tables[i]
+        mine = winners.where(F.col(_TABLE) == i).drop(_TABLE)
+        own = (
+            features.where(usable)
+            .withColumn(_SWEEP, _sweep_time(spec))
+            .selectExpr(
+                *(f"{_quoted(k)} AS {a}" for k, a in zip(keys, at, strict=True)),
+                f"CAST({EVENT} AS TIMESTAMP) AS {EVENT}",
+                f"CAST({CREATED} AS TIMESTAMP) AS {CREATED}",
+                _SWEEP,
+                *(_quoted(n) for n in part),
+            )
         )
-        rows = own if rows is None else rows.unionByName(own)
-    matched = (F.broadcast(winners) if few_points else winners).join(rows, [*at, _TABLE, EVENT, CREATED])
-    matched = matched.where(F.col(_SWEEP) <= F.col(_POINT))
-    best = matched.groupBy(*at, _POINT).agg(*(F.max(v).alias(v) for v in values))
-    outputs = [
-        f"{v}.{_quoted(name)} AS {_quoted(out)}"
-        for v, (_, spec) in zip(values, tables, strict=True)
-        for name, out in zip(spec.features, spec.output_names, strict=True)
-    ]
-    best = best.selectExpr(*at, _POINT, *outputs)
-    on = [spine[k] == best[a] for k, a in zip(keys, at, strict=True)] + [spine[spine_timestamp] == best[_POINT]]
-    return spine.join(best, on, "left").drop(*at, _POINT)
+        found = (F.broadcast(mine) if few_points else mine).join(own, [*at, EVENT, CREATED])
+        # One row per point (exact ties keep the greatest values), its chunk packed in one struct until
+        # the join to the spine: the joins move a few dozen columns, and the values spread out last.
+        point, value = [f"{a}_{c}" for a in at], f"{_VALUE}{c}"
+        packed = ", ".join(f"{_literal(n)}, {_quoted(n)}" for n in part)
+        best = (
+            found.where(F.col(_SWEEP) <= F.col(_POINT))
+            .selectExpr(
+                *(f"{a} AS {p}" for a, p in zip(at, point, strict=True)),
+                f"{_POINT} AS {_POINT}_{c}",
+                f"named_struct({packed}) AS {value}",
+            )
+            .groupBy(*point, f"{_POINT}_{c}")
+            .agg(F.max(value).alias(value))
+        )
+        on = [result[k] == best[p] for k, p in zip(keys, point, strict=True)]
+        result = result.join(best, [*on, result[spine_timestamp] == best[f"{_POINT}_{c}"]], "left")
+        outputs += [f"{value}.{_quoted(n)} AS {_quoted(renamed[i][n])}" for n in part]
+    return result.selectExpr(*(_quoted(c) for c in spine.columns), *outputs)
+
+
+def _chunks(names: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
+    """`names` in the fewest runs of at most `size`, of near-equal length (none for no names)."""
+    if not names:
+        return []
+    count = -(-len(names) // size)
+    step = -(-len(names) // count)
+    return [names[k : k + step] for k in range(0, len(names), step)]
+
+
+def _literal(name: str) -> str:
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _renamed(columns: tuple[str, ...], names: list[str]) -> list[Column]:

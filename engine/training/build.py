@@ -7,21 +7,30 @@ features there are, and is built step by step, never as one SQL string.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.schema import TrainingSetConfig
 from engine.errors import ConfigError
-from engine.training.asof import AsOfSpec, as_of_join, as_of_join_winners
+from engine.training.asof import AVAILABLE, EVENT, AsOfSpec, as_of_join, as_of_join_winners
 from engine.training.inputs import TimeRange, feature_rows, spine_range
 from engine.versioning.refs import read_dataframe, resolve_version
 
-SMALL_SPINE_ROWS = 1_000_000  # up to this size, feature rows are first cut to the spine's keys (broadcast)
+# Up to this size the spine is held in memory, and feature rows are first cut to its keys and their
+# time bounds (broadcast).
+SMALL_SPINE_ROWS = 1_000_000
 # From this many features per set of keys, `auto` sorts times alone and joins the winners' values after.
 WINNERS_MIN_FEATURES = 64
 BROADCAST_WINNERS = 1_000_000  # up to this many (spine row, table) pairs, the winners are broadcast
+_FIRST, _LAST = "_first_ts", "_last_ts"
+PLANNING_THREADS = 8  # tables whose logs are read and files planned at once
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,21 @@ class PinnedInput:
     version: int
 
 
+def per_table(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`work` on each item, several at a time, results in order (the first failure in order is raised).
+
+    Reading a table's log and planning its files are small jobs that mostly wait: one table's wait
+    overlaps another's, however few the cores.
+    """
+    with ThreadPoolExecutor(max_workers=PLANNING_THREADS) as pool:
+        return list(pool.map(work, items))
+
+
 def pin_inputs(spark: SparkSession, cfg: TrainingSetConfig) -> list[PinnedInput]:
     """Resolve every configured version or tag to a version number (the spine first)."""
-    pinned = [PinnedInput("spine", "spine", cfg.spine.path, resolve_version(spark, cfg.spine.path, cfg.spine.version))]
-    pinned += [
-        PinnedInput("features", t.name, t.path, resolve_version(spark, t.path, t.version)) for t in cfg.feature_tables
-    ]
-    return pinned
+    inputs = [("spine", "spine", cfg.spine.path, cfg.spine.version)]
+    inputs += [("features", t.name, t.path, t.version) for t in cfg.feature_tables]
+    return per_table(lambda i: PinnedInput(i[0], i[1], i[2], resolve_version(spark, i[2], i[3])), inputs)
 
 
 def spine_columns(cfg: TrainingSetConfig) -> list[str]:
@@ -54,13 +71,29 @@ def spine_columns(cfg: TrainingSetConfig) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def key_bounds(spine: DataFrame, keys: tuple[str, ...], timestamp: str) -> DataFrame:
+    """Each key's first and last spine time, computed once and held in memory (a small spine's keys)."""
+    return spine.groupBy(*keys).agg(F.min(timestamp).alias(_FIRST), F.max(timestamp).alias(_LAST)).localCheckpoint()
+
+
+def reachable(rows: DataFrame, bounds: DataFrame, spec: AsOfSpec) -> DataFrame:
+    """The feature rows some spine point of their key may take: available by the key's last time, and
+    within the TTL of its first. The others can neither win nor hide a winner, so they never enter the sort."""
+    condition = [rows[k] == bounds[k] for k in spec.keys] + [F.greatest(AVAILABLE, EVENT) <= F.col(_LAST)]
+    if spec.ttl_seconds is not None:
+        condition.append(F.col(EVENT) >= F.col(_FIRST) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS"))
+    return rows.join(F.broadcast(bounds), condition, "left_semi")
+
+
 def training_set(
     spark: SparkSession, cfg: TrainingSetConfig, pinned: list[PinnedInput]
 ) -> tuple[DataFrame, list[str], TimeRange | None]:
     """The training set (lazy), its feature columns, and the spine's time range (one small aggregation).
 
-    A spine of at most SMALL_SPINE_ROWS rows first cuts each feature table to its keys with a
-    broadcast semi-join, so a small spine against large tables sorts only the rows it can use.
+    A spine of at most SMALL_SPINE_ROWS rows is read once and held in memory, and it cuts each
+    feature table with a broadcast semi-join to the rows that can join one of its keys' points: no
+    later than the key's last time, no staler than the TTL at its first. A small spine against large
+    tables then sorts only the rows it can use.
     """
     versions = {p.name: p.version for p in pinned}
     spine = read_dataframe(spark, cfg.spine.path, versions["spine"])
@@ -70,10 +103,14 @@ def training_set(
         raise ConfigError(f"training_set.spine: columns not in {cfg.spine.path}: {', '.join(missing)}")
     spine = spine.select(*columns)
     window = spine_range(spine, cfg.spine.timestamp)
+    small = window is not None and window.rows <= SMALL_SPINE_ROWS
+    if small:  # read once: every later use (bounds, points, the final join) reads the memory copy
+        spine = spine.localCheckpoint(eager=True)
     names = list(columns)
     sweeps: dict[tuple[str, ...], list[tuple[DataFrame, AsOfSpec]]] = {}
-    for table in cfg.feature_tables:
-        rows, spec = feature_rows(spark, table, versions[table.name], window)
+    bounds: dict[tuple[str, ...], DataFrame] = {}
+    prepared = per_table(lambda t: feature_rows(spark, t, versions[t.name], window), cfg.feature_tables)
+    for table, (rows, spec) in zip(cfg.feature_tables, prepared, strict=True):
         clash = sorted(set(spec.output_names) & set(names))
         if clash:
             raise ConfigError(
@@ -81,9 +118,10 @@ def training_set(
                 "set a prefix"
             )
         names += spec.output_names
-        if window is not None and window.rows <= SMALL_SPINE_ROWS:
-            # A small spine touches few entities: drop the others' rows before the sort.
-            rows = rows.join(F.broadcast(spine.select(*table.keys).distinct()), list(table.keys), "left_semi")
+        if small:
+            if spec.keys not in bounds:
+                bounds[spec.keys] = key_bounds(spine, spec.keys, cfg.spine.timestamp)
+            rows = reachable(rows, bounds[spec.keys], spec)
         sweeps.setdefault(spec.keys, []).append((rows, spec))
     result = spine
     for tables in sweeps.values():

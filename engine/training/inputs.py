@@ -13,7 +13,7 @@ from engine.errors import ConfigError
 from engine.sinks.delta import CORRECTION_COLUMN
 from engine.sinks.table_metadata import table_properties
 from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec
-from engine.versioning.refs import read_dataframe
+from engine.versioning.refs import read_dataframe, read_pinned
 
 _COMMIT_VERSION = "_row_commit_version"
 
@@ -37,13 +37,11 @@ def _micros(value: int) -> Column:
     return F.timestamp_micros(F.lit(value))
 
 
-def _pruned(df: DataFrame, cfg: FeatureTableConfig, window: TimeRange | None) -> DataFrame:
-    """Keep rows that could join some spine row: at or before its last time, within the TTL of its first.
+def _reach(cfg: FeatureTableConfig, window: TimeRange) -> Column:
+    """Rows that could join some spine row: at or before its last time, within the TTL of its first.
 
     The bounds are literals, so Delta skips files by their statistics, and partitions by the date column.
     """
-    if window is None:
-        return df.limit(0)
     ttl = cfg.ttl_seconds
     first = window.first - ttl * 1_000_000 if ttl is not None else None
     condition = F.col(cfg.timestamp) <= _micros(window.last)
@@ -54,7 +52,7 @@ def _pruned(df: DataFrame, cfg: FeatureTableConfig, window: TimeRange | None) ->
         condition = condition & (day <= F.to_date(_micros(window.last)))
         if first is not None:
             condition = condition & (day >= F.to_date(_micros(first)))
-    return df.where(condition)
+    return condition
 
 
 def feature_columns(df: DataFrame, cfg: FeatureTableConfig) -> list[str]:
@@ -75,6 +73,10 @@ def _commit_times(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 def feature_rows(
     spark: SparkSession, cfg: FeatureTableConfig, version: int, window: TimeRange | None
 ) -> tuple[DataFrame, AsOfSpec]:
@@ -83,8 +85,11 @@ def feature_rows(
     Availability is the event time plus the table's delay, or the commit time for a row flagged as a
     correction. The created time (for ties) is `created_column`, or the row's commit time.
     """
-    table = read_dataframe(spark, cfg.path, version)
-    features = feature_columns(table, cfg)
+    features = feature_columns(read_dataframe(spark, cfg.path, version), cfg)
+    # One file list per table, planned here: the sweep and the reads of the winners' values share it.
+    table = read_pinned(spark, cfg.path, version, _reach(cfg, window) if window is not None else None)
+    if window is None:
+        table = table.limit(0)
     has_flag = CORRECTION_COLUMN in table.columns
     needs_commit_time = has_flag or not cfg.created_column
     if needs_commit_time:
@@ -94,19 +99,16 @@ def feature_rows(
                 "unknown; set created_column (and drop the correction flag)"
             )
         table = table.select("*", F.col("_metadata.row_commit_version").alias(_COMMIT_VERSION))
-    rows = _pruned(table, cfg, window)
+    rows = table
     if needs_commit_time:
         rows = rows.join(F.broadcast(_commit_times(spark, cfg.path)), _COMMIT_VERSION, "left")
     event = F.col(cfg.timestamp)
-    scheduled = event + F.expr(f"INTERVAL {cfg.delay_seconds} SECONDS")
+    scheduled = event + F.expr(f"INTERVAL {cfg.delay_seconds} SECONDS") if cfg.delay_seconds else event
     available = F.when(F.col(CORRECTION_COLUMN), F.col("_commit_ts")).otherwise(scheduled) if has_flag else scheduled
     created = F.col(cfg.created_column) if cfg.created_column else F.col("_commit_ts")
-    prepared = rows.select(
-        *cfg.keys,
-        event.alias(EVENT),
-        available.alias(AVAILABLE),
-        created.alias(CREATED),
-        *(F.col(f"`{c}`") for c in features),
+    # The features by name in one call: a table may have hundreds.
+    prepared = rows.withColumns({EVENT: event, AVAILABLE: available, CREATED: created}).selectExpr(
+        *(_quoted(k) for k in cfg.keys), EVENT, AVAILABLE, CREATED, *(_quoted(c) for c in features)
     )
     names = tuple(f"{cfg.prefix}{c}" for c in features)
     return prepared, AsOfSpec(tuple(cfg.keys), tuple(features), names, cfg.ttl_seconds, cfg.strict)

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from py4j.protocol import Py4JError, Py4JJavaError
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.errors import FeaturelakeError
@@ -72,6 +73,36 @@ def read_dataframe(spark: SparkSession, path: str, version: int | None = None, t
     elif timestamp:
         reader = reader.option("timestampAsOf", timestamp)
     return reader.load(path)
+
+
+def read_pinned(spark: SparkSession, path: str, version: int, condition: Column | None = None) -> DataFrame:
+    """The table as of `version`, restricted to `condition`, over a file list Delta plans here, once.
+
+    Delta plans a table's scan (skipping files by their statistics) each time a query reads it; a frame
+    read by several plans pays it every time. This frame holds the files of the version that
+    `condition` cannot rule out, chosen once by Delta's own data skipping, and Delta's own relation
+    reads them (deletion vectors, column mapping and row tracking as usual).
+    """
+    try:
+        frame = _planned_frame(spark, path, version, condition)
+    except Py4JJavaError:
+        raise
+    except Py4JError:  # a Delta build without these internals (a vendor runtime): Delta plans each read
+        frame = read_dataframe(spark, path, version)
+    return frame if condition is None else frame.where(condition)
+
+
+def _planned_frame(spark: SparkSession, path: str, version: int, condition: Column | None) -> DataFrame:
+    jvm = spark.sparkContext._jvm
+    seq = jvm.scala.collection.JavaConverters
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    none = jvm.scala.Option.empty()
+    snapshot = log.getSnapshotAt(version, none, none)
+    filters = []
+    if condition is not None:  # resolved against the table, as Delta's own planning passes it
+        filters = [read_dataframe(spark, path, version).where(condition)._jdf.queryExecution().analyzed().condition()]
+    files = snapshot.filesForScan(seq.asScalaBuffer(jvm.java.util.ArrayList(filters)).toSeq(), False).files()
+    return DataFrame(log.createDataFrame(snapshot, files, False, none), spark)
 
 
 def set_tag(spark: SparkSession, path: str, name: str, version: int, metadata: dict[str, str]) -> None:
