@@ -89,7 +89,7 @@ def as_of_join(
     at = [f"{_KEY}{i}" for i in range(len(keys))]  # fresh names: the join back is not a self-join
     carried = points is None  # the spine rows go through the sort whole
     if carried:
-        whole = F.struct(*(_quoted(c) for c in spine.columns)).alias(_SPINE)
+        whole = F.struct(*(quoted(c) for c in spine.columns)).alias(_SPINE)
         sweeping = spine.select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP), whole)
     else:
         placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
@@ -129,7 +129,7 @@ def as_of_join(
         if spec.ttl_seconds is not None:
             fresh += f" AND {b}.{EVENT} >= {_SWEEP} - INTERVAL {spec.ttl_seconds} SECONDS"
         outputs += [
-            f"CASE WHEN {fresh} THEN {b}.{_quoted(name)} END AS {_quoted(out)}"
+            f"CASE WHEN {fresh} THEN {b}.{quoted(name)} END AS {quoted(out)}"
             for name, out in zip(spec.features, spec.output_names, strict=True)
         ]
     if carried:
@@ -211,18 +211,18 @@ def as_of_join_winners(
             features.where(usable)
             .withColumn(_SWEEP, _sweep_time(spec))
             .selectExpr(
-                *(f"{_quoted(k)} AS {a}" for k, a in zip(keys, at, strict=True)),
+                *(f"{quoted(k)} AS {a}" for k, a in zip(keys, at, strict=True)),
                 f"CAST({EVENT} AS TIMESTAMP) AS {EVENT}",
                 f"CAST({CREATED} AS TIMESTAMP) AS {CREATED}",
                 _SWEEP,
-                *(_quoted(n) for n in part),
+                *(quoted(n) for n in part),
             )
         )
         found = (F.broadcast(mine) if few_points else mine).join(own, [*at, EVENT, CREATED])
         # One row per point (exact ties keep the greatest values), its chunk packed in one struct until
         # the join to the spine: the joins move a few dozen columns, and the values spread out last.
         point, value = [f"{a}_{c}" for a in at], f"{_VALUE}{c}"
-        packed = ", ".join(f"{_literal(n)}, {_quoted(n)}" for n in part)
+        packed = ", ".join(f"{_literal(n)}, {quoted(n)}" for n in part)
         best = (
             found.where(F.col(_SWEEP) <= F.col(_POINT))
             .selectExpr(
@@ -235,8 +235,8 @@ def as_of_join_winners(
         )
         on = [result[k] == best[p] for k, p in zip(keys, point, strict=True)]
         result = result.join(best, [*on, result[spine_timestamp] == best[f"{_POINT}_{c}"]], "left")
-        outputs += [f"{value}.{_quoted(n)} AS {_quoted(renamed[i][n])}" for n in part]
-    return result.selectExpr(*(_quoted(c) for c in spine.columns), *outputs)
+        outputs += [f"{value}.{quoted(n)} AS {quoted(renamed[i][n])}" for n in part]
+    return result.selectExpr(*(quoted(c) for c in spine.columns), *outputs)
 
 
 def _chunks(names: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
@@ -256,5 +256,6 @@ def _renamed(columns: tuple[str, ...], names: list[str]) -> list[Column]:
     return [F.col(c).alias(n) for c, n in zip(columns, names, strict=True)]
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
+    """`name` as a SQL identifier."""
     return "`" + name.replace("`", "``") + "`"

@@ -12,7 +12,7 @@ from engine.config.training import FeatureTableConfig
 from engine.errors import ConfigError
 from engine.sinks.delta import CORRECTION_COLUMN
 from engine.sinks.table_metadata import table_properties
-from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec
+from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec, quoted
 from engine.versioning.refs import read_dataframe, read_pinned
 
 _COMMIT_VERSION = "_row_commit_version"
@@ -73,10 +73,6 @@ def _commit_times(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def feature_rows(
     spark: SparkSession, cfg: FeatureTableConfig, version: int, window: TimeRange | None
 ) -> tuple[DataFrame, AsOfSpec]:
@@ -99,16 +95,14 @@ def feature_rows(
                 "unknown; set created_column (and drop the correction flag)"
             )
         table = table.select("*", F.col("_metadata.row_commit_version").alias(_COMMIT_VERSION))
-    rows = table
-    if needs_commit_time:
-        rows = rows.join(F.broadcast(_commit_times(spark, cfg.path)), _COMMIT_VERSION, "left")
+        table = table.join(F.broadcast(_commit_times(spark, cfg.path)), _COMMIT_VERSION, "left")
     event = F.col(cfg.timestamp)
     scheduled = event + F.expr(f"INTERVAL {cfg.delay_seconds} SECONDS") if cfg.delay_seconds else event
     available = F.when(F.col(CORRECTION_COLUMN), F.col("_commit_ts")).otherwise(scheduled) if has_flag else scheduled
     created = F.col(cfg.created_column) if cfg.created_column else F.col("_commit_ts")
     # The features by name in one call: a table may have hundreds.
-    prepared = rows.withColumns({EVENT: event, AVAILABLE: available, CREATED: created}).selectExpr(
-        *(_quoted(k) for k in cfg.keys), EVENT, AVAILABLE, CREATED, *(_quoted(c) for c in features)
+    prepared = table.withColumns({EVENT: event, AVAILABLE: available, CREATED: created}).selectExpr(
+        *(quoted(k) for k in cfg.keys), EVENT, AVAILABLE, CREATED, *(quoted(c) for c in features)
     )
     names = tuple(f"{cfg.prefix}{c}" for c in features)
     return prepared, AsOfSpec(tuple(cfg.keys), tuple(features), names, cfg.ttl_seconds, cfg.strict)
