@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -272,18 +273,19 @@ def test_twenty_tables_of_a_hundred_features_build_table_by_table(spark: SparkSe
     t = 100 * MINUTE
     width = 100
     schema = ", ".join(["user string", "event_ts timestamp", *(f"f{j} double" for j in range(width))])
-    tables = []
-    for i in range(20):
+
+    def written(i: int) -> FeatureTableConfig:
         path = tmp_path / f"t{i}"
         rows = [("u", at(t - k), *(float(i * 1000 + j + k) for j in range(width))) for k in (1, 2)]
         spark.createDataFrame(rows, schema).write.format("delta").option("delta.enableRowTracking", "true").save(
             str(path)
         )
-        tables.append(
-            FeatureTableConfig(
-                name=f"t{i}", path=str(path), version="0", keys=["user"], timestamp="event_ts", prefix=f"t{i}_"
-            )
+        return FeatureTableConfig(
+            name=f"t{i}", path=str(path), version="0", keys=["user"], timestamp="event_ts", prefix=f"t{i}_"
         )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # twenty small commits: their waits overlap
+        tables = list(pool.map(written, range(20)))
     write_spine(spark, tmp_path / "s", [("u", t, 1), ("w", t, 0)])
     frame = build(spark, tmp_path / "s", tables)
     assert len(frame.columns) == 4 + 20 * width

@@ -101,9 +101,10 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             # Cluster-sized defaults cost seconds per operation on one machine: file listings (vacuum,
-            # partition discovery) default to 10,000 tasks, a Delta snapshot's state to 50 partitions.
+            # partition discovery) default to 10,000 tasks, a Delta snapshot's state to 50 partitions
+            # (here one per core: a laptop's table logs are small, and each snapshot is a job of its own).
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(cfg.shuffle_partitions),
-            "spark.databricks.delta.snapshotPartitions": str(cfg.shuffle_partitions),
+            "spark.databricks.delta.snapshotPartitions": str(min(cfg.shuffle_partitions, os.cpu_count() or 1)),
             "spark.driver.extraJavaOptions": _log4j_options(log_dir),
         }
     elif cfg.master:

@@ -35,6 +35,8 @@ _BEST = "_best"  # + table index
 _POINT = "_point_ts"
 _WON = "_won"  # + table index: the winning row's (event, created)
 _TABLE = "_table"
+BROADCAST_WINNERS = 1_000_000  # up to this many (point, table) pairs, the winners are broadcast
+BROADCAST_VALUES = 4_000_000  # up to this many values per chunk (points times features), its values too
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def as_of_join_winners(
     spine_timestamp: str,
     points: DataFrame,
     *,
-    few_points: bool = False,
+    point_rows: int | None = None,
 ) -> DataFrame:
     """`as_of_join`'s result, with the values joined to the winners after a sweep of times alone.
 
@@ -154,8 +156,9 @@ def as_of_join_winners(
     table's rows with a winner's (keys, event, created) are then read with their values and matched to
     the points they won, if still available by then (a later correction with the same times never
     leaks); among exact ties the greatest values win, as in the sweep.
-    The winners are computed when this is called (one job of narrow rows). With `few_points` they are
-    broadcast, and the feature rows stream past them, never shuffled whole.
+    The winners are computed when this is called (one job of narrow rows). Given `point_rows` (the
+    points' count), few winners are broadcast, and the feature rows stream past them, never shuffled
+    whole; few values are broadcast to the spine too, so the last stage runs in the spine's partitions.
     """
     keys = tables[0][1].keys
     if any(spec.keys != keys for _, spec in tables):
@@ -203,6 +206,7 @@ def as_of_join_winners(
     room = max(1, int(spine.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")) - len(keys) - 8)
     chunks = [(i, part) for i, (_, spec) in enumerate(tables) for part in _chunks(spec.features, room)]
     renamed = [dict(zip(spec.features, spec.output_names, strict=True)) for _, spec in tables]
+    few_winners = point_rows is not None and point_rows * len(tables) <= BROADCAST_WINNERS
     result, outputs = spine, []
     for c, (i, part) in enumerate(chunks):
         features, spec = tables[i]
@@ -218,7 +222,7 @@ def as_of_join_winners(
                 *(quoted(n) for n in part),
             )
         )
-        found = (F.broadcast(mine) if few_points else mine).join(own, [*at, EVENT, CREATED])
+        found = (F.broadcast(mine) if few_winners else mine).join(own, [*at, EVENT, CREATED])
         # One row per point (exact ties keep the greatest values), its chunk packed in one struct until
         # the join to the spine: the joins move a few dozen columns, and the values spread out last.
         point, value = [f"{a}_{c}" for a in at], f"{_VALUE}{c}"
@@ -233,6 +237,8 @@ def as_of_join_winners(
             .groupBy(*point, f"{_POINT}_{c}")
             .agg(F.max(value).alias(value))
         )
+        if point_rows is not None and point_rows * len(part) <= BROADCAST_VALUES:
+            best = F.broadcast(best)
         on = [result[k] == best[p] for k, p in zip(keys, point, strict=True)]
         result = result.join(best, [*on, result[spine_timestamp] == best[f"{_POINT}_{c}"]], "left")
         outputs += [f"{value}.{quoted(n)} AS {quoted(renamed[i][n])}" for n in part]

@@ -26,7 +26,6 @@ from engine.versioning.refs import read_dataframe, resolve_version
 SMALL_SPINE_ROWS = 1_000_000
 # From this many features per set of keys, `auto` sorts times alone and joins the winners' values after.
 WINNERS_MIN_FEATURES = 64
-BROADCAST_WINNERS = 1_000_000  # up to this many (spine row, table) pairs, the winners are broadcast
 _FIRST, _LAST = "_first_ts", "_last_ts"
 PLANNING_THREADS = 8  # tables whose logs are read and files planned at once
 T = TypeVar("T")
@@ -105,7 +104,7 @@ def training_set(
     window = spine_range(spine, cfg.spine.timestamp)
     small = window is not None and window.rows <= SMALL_SPINE_ROWS
     if small:  # read once: every later use (bounds, points, the final join) reads the memory copy
-        spine = spine.localCheckpoint(eager=True)
+        spine = spine.repartition(spark.sparkContext.defaultParallelism).localCheckpoint(eager=True)
     names = list(columns)
     sweeps: dict[tuple[str, ...], list[tuple[DataFrame, AsOfSpec]]] = {}
     bounds: dict[tuple[str, ...], DataFrame] = {}
@@ -127,8 +126,8 @@ def training_set(
     for tables in sweeps.values():
         width = sum(len(spec.features) for _, spec in tables)
         if cfg.values == "winners" or (cfg.values == "auto" and width >= WINNERS_MIN_FEATURES):
-            few = window is not None and window.rows * len(tables) <= BROADCAST_WINNERS
-            result = as_of_join_winners(result, tables, cfg.spine.timestamp, points=spine, few_points=few)
+            rows = window.rows if window is not None else None
+            result = as_of_join_winners(result, tables, cfg.spine.timestamp, points=spine, point_rows=rows)
         else:  # after the first sweep the rows are wide: later sweeps sort only the spine's points
             result = as_of_join(result, tables, cfg.spine.timestamp, points=None if result is spine else spine)
     return result.select(*names), names[len(columns) :], window
