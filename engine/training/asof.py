@@ -155,7 +155,8 @@ def as_of_join_winners(
     before each (keys, time) point of `points`: the winner's identity, as `as_of_join` ranks rows. Each
     table's rows with a winner's (keys, event, created) are then read with their values and matched to
     the points they won, if still available by then (a later correction with the same times never
-    leaks); among exact ties the greatest values win, as in the sweep.
+    leaks); among exact ties the greatest values win, as in the sweep (per chunk of columns, for a
+    table read in several).
     The winners are computed when this is called (one job of narrow rows). Given `point_rows` (the
     points' count), few winners are broadcast, and the feature rows stream past them, never shuffled
     whole; few values are broadcast to the spine too, so the last stage runs in the spine's partitions.

@@ -103,7 +103,8 @@ def training_set(
     spine = spine.select(*columns)
     window = spine_range(spine, cfg.spine.timestamp)
     small = window is not None and window.rows <= SMALL_SPINE_ROWS
-    if small:  # read once: every later use (bounds, points, the final join) reads the memory copy
+    if small:  # read once: every later use (bounds, points, the final join) reads the memory copy, in
+        # one part per core, so the joins of broadcast values to it run on every core
         spine = spine.repartition(spark.sparkContext.defaultParallelism).localCheckpoint(eager=True)
     names = list(columns)
     sweeps: dict[tuple[str, ...], list[tuple[DataFrame, AsOfSpec]]] = {}
