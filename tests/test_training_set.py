@@ -8,12 +8,15 @@ versions rebuild an earlier training set identically after the table has changed
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -232,6 +235,86 @@ def test_many_rows_against_the_reference(spark: SparkSession, tmp_path: Path, va
         assert got == want, (ttl, delay, strict)
 
 
+WIDE = 200  # features: more than one chunk of columns on the winners plan
+
+
+def _doubled_rows(keys: int) -> list[tuple]:
+    """(key, event µs, created µs, f000..f199): a third of the keys hold two rows with the same times.
+
+    Row A holds 3000 + key in the first half of the features and 1000 + key after, row B 2000 + key
+    everywhere: A is the greater, unless A's first value is null (keys 0-9, where B wins); keys 10-19
+    hold the same row twice.
+    """
+    rows = []
+    for k in range(keys):
+        event, created = (k + 1) * MINUTE, 7
+        if k < keys // 3:
+            a = [float(3000 + k)] * (WIDE // 2) + [float(1000 + k)] * (WIDE // 2)
+            if k < 10:
+                a[0] = None
+            b = a if 10 <= k < 20 else [float(2000 + k)] * WIDE
+            rows += [(k, event, created, *a), (k, event, created, *b)]
+        else:
+            rows.append((k, event, created, *(float(k * 10 + j) for j in range(WIDE))))
+    return rows
+
+
+def widest_scan(frame: DataFrame) -> int:
+    """The most columns one file scan of the executed plan reads (after adaptive execution has run it)."""
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    final = plan.split("== Final Plan ==", 1)[1].split("== Initial Plan ==", 1)[0]
+    widths = []
+    for listed, more in re.findall(r"FileScan \w+ \[([^\]]*?)(?:\.\.\. (\d+) more fields)?\]", final):
+        widths.append(len([c for c in listed.split(",") if c.strip()]) + int(more or 0))
+    return max(widths)
+
+
+def _tie_winner(candidates: list[tuple]) -> tuple:
+    """The reference's rule for exact ties: the greatest values, column by column, a null below any value."""
+    return max(candidates, key=lambda values: [(v is not None, v if v is not None else 0.0) for v in values])
+
+
+@pytest.mark.parametrize("writer", ["spark", "delta-rs"])  # with row tracking, and written by another engine
+def test_exact_ties_across_chunks_of_columns_take_one_whole_row_on_every_plan(
+    spark: SparkSession, tmp_path: Path, writer: str
+) -> None:
+    names = [f"f{j:03d}" for j in range(WIDE)]
+    rows = _doubled_rows(300)
+    path = tmp_path / "wide"
+    columns = {
+        "key": pa.array([r[0] for r in rows], pa.int64()),
+        "event_ts": pa.array([at(r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
+        "created_ts": pa.array([at(r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
+        **{n: pa.array([r[3 + j] for r in rows], pa.float64()) for j, n in enumerate(names)},
+    }
+    if writer == "delta-rs":
+        write_deltalake(str(path), pa.table(columns))
+    else:
+        schema = ", ".join(["key long", "event_ts timestamp", "created_ts timestamp", *(f"{n} double" for n in names)])
+        frame = spark.createDataFrame([(r[0], at(r[1]), at(r[2]), *r[3:]) for r in rows], schema)
+        frame.write.format("delta").option("delta.enableRowTracking", "true").save(str(path))
+    spine = [(k, k, at(300 * MINUTE), 1) for k in range(300)]  # every key, after its rows
+    spark.createDataFrame(spine, "row_id long, key long, t timestamp, label int").write.format("delta").save(
+        str(tmp_path / "s")
+    )
+    spec = FeatureTableConfig(
+        name="wide", path=str(path), version="0", keys=["key"], timestamp="event_ts", created_column="created_ts"
+    )
+    by_key: dict[int, list[tuple]] = {}
+    for r in rows:
+        by_key.setdefault(r[0], []).append(tuple(r[3:]))
+    want = {k: _tie_winner(by_key[k]) for k in range(300)}
+    got = {}
+    for values in ["auto", "sweep", "winners"] if writer == "spark" else ["sweep", "winners"]:
+        frame = build(spark, tmp_path / "s", [spec], values=values)
+        got[values] = {r["key"]: tuple(r[n] for n in names) for r in frame.collect()}
+        mixed = [k for k, v in got[values].items() if v not in by_key[k]]
+        assert mixed == [], f"{values}: {len(mixed)} training rows mix source rows, e.g. key {mixed[:1]}"
+        if values == "winners":
+            assert widest_scan(frame) >= WIDE, "the tied points' whole rows are read in one scan"
+    assert all(seen == want for seen in got.values())
+
+
 def test_two_tables_with_different_keys_and_an_empty_spine(spark: SparkSession, tmp_path: Path) -> None:
     t = 100 * MINUTE
     write(feature_frame(spark, [("u", t - 1, 0, 1.0, "user row")]), tmp_path / "users")
@@ -290,9 +373,11 @@ def test_twenty_tables_of_a_hundred_features_build_table_by_table(spark: SparkSe
     frame = build(spark, tmp_path / "s", tables)
     assert len(frame.columns) == 4 + 20 * width
     plan = frame._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("Exchange hashpartitioning") <= 3 * 20  # linear: a few exchanges per table
+    # linear: a few exchanges per table (each chunk's values, listed again under the tie check that reuses them)
+    assert plan.count("Exchange hashpartitioning") <= 5 * 20
     (row,) = [r for r in frame.collect() if r["user"] == "u"]  # the plan just made is the one that runs
     assert [row[f"t{i}_f7"] for i in range(20)] == [float(i * 1000 + 7 + 1) for i in range(20)]
+    assert widest_scan(frame) < width / 2 + 10, "with no exact tie, no table is read whole"
 
 
 def test_bad_training_set_configs_fail_in_one_line(spark: SparkSession, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import operator
 from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, GroupedData, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -35,6 +35,11 @@ _BEST = "_best"  # + table index
 _POINT = "_point_ts"
 _WON = "_won"  # + table index: the winning row's (event, created)
 _TABLE = "_table"
+_PACKED = "_packed"
+_ROW = "_row"  # a number unique to each feature row within the job that finds the winners
+_LOW = "_low"  # + table index: the winner found with the rows in the opposite order of _row
+_TIED = "_tied"  # a point that two or more rows with the winning (event, created) are available to
+_TIE = "_tie"  # + table index: a tied point's whole winning row
 BROADCAST_WINNERS = 1_000_000  # up to this many (point, table) pairs, the winners are broadcast
 BROADCAST_VALUES = 4_000_000  # up to this many values per chunk (points times features), its values too
 
@@ -155,8 +160,10 @@ def as_of_join_winners(
     before each (keys, time) point of `points`: the winner's identity, as `as_of_join` ranks rows. Each
     table's rows with a winner's (keys, event, created) are then read with their values and matched to
     the points they won, if still available by then (a later correction with the same times never
-    leaks); among exact ties the greatest values win, as in the sweep (per chunk of columns, for a
-    table read in several).
+    leaks). Among exact ties (same keys, event and created times) the row with the greatest values wins
+    whole, as in the sweep. For a table read in several chunks of columns, the sweep also finds the
+    points that two or more rows with the winning times are available to; those points take the
+    greatest whole row, read in one more scan, which only a table with such a point pays.
     The winners are computed when this is called (one job of narrow rows). Given `point_rows` (the
     points' count), few winners are broadcast, and the feature rows stream past them, never shuffled
     whole; few values are broadcast to the spine too, so the last stage runs in the spine's partitions.
@@ -165,85 +172,140 @@ def as_of_join_winners(
     if any(spec.keys != keys for _, spec in tables):
         raise ValueError("as_of_join_winners: every table of one sweep must have the same keys")
     at = [f"{_KEY}{i}" for i in range(len(keys))]
+    # Each table's features are read in chunks narrow enough for whole-stage code generation
+    # (spark.sql.codegen.maxFields), so a scan hands the join column batches and copies only the rows
+    # that match; a wider scan would turn every row into an object first.
+    room = max(1, int(spine.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")) - len(keys) - 8)
+    chunks = [_chunks(spec.features, room) for _, spec in tables]
+    winners = _winners(tables, points, spine_timestamp, at, [len(parts) > 1 for parts in chunks])
+    # Computed here, in one narrow job: the plan that reads the wide rows then holds no sweep, and the
+    # broadcast holds rows already known.
+    winners = winners.localCheckpoint(eager=True)
+    tied = set()
+    if any(len(parts) > 1 for parts in chunks):
+        tied = {r[0] for r in winners.where(_TIED).select(_TABLE).distinct().collect()}
+    few_winners = point_rows is not None and point_rows * len(tables) <= BROADCAST_WINNERS
+    result, outputs, c = spine, [], 0
+    for i, ((features, spec), parts) in enumerate(zip(tables, chunks, strict=True)):
+        mine = winners.where(F.col(_TABLE) == i).drop(_TABLE)
+        read = {}  # each feature's value, as SQL
+        for part in parts:
+            point, value = [*(f"{a}_{c}" for a in at), f"{_POINT}_{c}"], f"{_VALUE}{c}"
+            candidates = _candidates(features, spec, part, _hinted(mine, few_winners), at)
+            best = _per_point(candidates, at, point, part).agg(F.max(_PACKED).alias(value))
+            if point_rows is not None and point_rows * len(part) <= BROADCAST_VALUES:
+                best = F.broadcast(best)
+            result = _joined_to_points(result, best, (*keys, spine_timestamp), point)
+            read |= {n: f"{value}.{quoted(n)}" for n in part}
+            c += 1
+        if i in tied:  # chunk by chunk, an exact tie could mix rows: a tied point takes one whole row
+            tie, point = f"{_TIE}{i}", [f"{a}_{_TIE}{i}" for a in (*at, _POINT)]
+            candidates = _candidates(features, spec, spec.features, _hinted(mine.where(_TIED), few_winners), at)
+            settled = _per_point(candidates, at, point, spec.features).agg(F.max(_PACKED).alias(tie))
+            few = point_rows is not None and point_rows * len(spec.features) <= BROADCAST_VALUES
+            result = _joined_to_points(result, _hinted(settled, few), (*keys, spine_timestamp), point)
+            read = {n: f"CASE WHEN {tie} IS NOT NULL THEN {tie}.{quoted(n)} ELSE {v} END" for n, v in read.items()}
+        outputs += [f"{read[n]} AS {quoted(out)}" for n, out in zip(spec.features, spec.output_names, strict=True)]
+    return result.selectExpr(*(quoted(c) for c in spine.columns), *outputs)
+
+
+def _winners(
+    tables: list[tuple[DataFrame, AsOfSpec]], points: DataFrame, spine_timestamp: str, at: list[str], tells: list[bool]
+) -> DataFrame:
+    """Per point and table with a fresh winner: (keys, point, table, event, created, tied), by one sweep of times.
+
+    `tied` says whether two or more rows share the winning (event, created) at that point; it is found
+    only for the tables `tells` names (those read in more than one chunk), by a second running maximum
+    that puts the rows in the opposite order of a number unique to each row within this job.
+    """
+    keys = tables[0][1].keys
     won = [f"{_WON}{i}" for i in range(len(tables))]
-    stamp = T.StructType([T.StructField(EVENT, T.TimestampType()), T.StructField(CREATED, T.TimestampType())])
+    low = [f"{_LOW}{i}" for i in range(len(tables)) if tells[i]]
+    stamp = T.StructType(
+        [
+            T.StructField(EVENT, T.TimestampType()),
+            T.StructField(CREATED, T.TimestampType()),
+            T.StructField(_ROW, T.LongType()),
+        ]
+    )
     placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
     sweeping = points.where(placed).select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP)).distinct()
-    union = sweeping.withColumns({_SIDE: F.lit(1), **{w: F.lit(None).cast(stamp) for w in won}})
+    union = sweeping.withColumns({_SIDE: F.lit(1), **{w: F.lit(None).cast(stamp) for w in (*won, *low)}})
     usable = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, EVENT, AVAILABLE)])
-    when = F.struct(F.col(EVENT).cast("timestamp").alias(EVENT), F.col(CREATED).cast("timestamp").alias(CREATED))
-    for i, (features, _) in enumerate(tables):
+    times = (F.col(EVENT).cast("timestamp").alias(EVENT), F.col(CREATED).cast("timestamp").alias(CREATED))
+    for i, (features, spec) in enumerate(tables):
+        mine = {won[i]: F.struct(*times, F.col(_ROW))}
+        if tells[i]:
+            mine[f"{_LOW}{i}"] = F.struct(*times, (-F.col(_ROW)).alias(_ROW))
         union = union.unionByName(
-            features.where(usable).select(
+            features.where(usable)
+            .withColumn(_ROW, F.monotonically_increasing_id())
+            .select(
                 *_renamed(keys, at),
-                _sweep_time(tables[i][1]).alias(_SWEEP),
+                _sweep_time(spec).alias(_SWEEP),
                 F.lit(0).alias(_SIDE),
-                *((when if j == i else F.lit(None).cast(stamp)).alias(w) for j, w in enumerate(won)),
+                *(mine.get(w, F.lit(None).cast(stamp)).alias(w) for w in (*won, *low)),
             )
         )
     so_far = Window.partitionBy(*at).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
-    found = union.select(*at, _SWEEP, _SIDE, *(F.max(w).over(so_far).alias(w) for w in won)).where(F.col(_SIDE) == 1)
-    # one row per point and table it has a fresh winner in: (keys, point, table, event, created)
+    found = union.select(*at, _SWEEP, _SIDE, *(F.max(w).over(so_far).alias(w) for w in (*won, *low)))
     entries = []
     for i, (_, spec) in enumerate(tables):
         fresh = F.col(f"{won[i]}.{EVENT}").isNotNull()
         if spec.ttl_seconds is not None:
             fresh &= F.col(f"{won[i]}.{EVENT}") >= F.col(_SWEEP) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS")
-        entries.append(F.when(fresh, F.struct(F.lit(i).alias(_TABLE), F.col(won[i]).alias(_WON))))
-    winners = found.select(*at, F.col(_SWEEP).alias(_POINT), F.explode(F.array(*entries)).alias(_WON))
-    winners = winners.where(F.col(_WON).isNotNull()).select(
+        tied = F.col(f"{won[i]}.{_ROW}") != -F.col(f"{_LOW}{i}.{_ROW}") if tells[i] else F.lit(False)
+        entries.append(F.when(fresh, F.struct(F.lit(i).alias(_TABLE), F.col(won[i]).alias(_WON), tied.alias(_TIED))))
+    exploded = found.where(F.col(_SIDE) == 1).select(
+        *at, F.col(_SWEEP).alias(_POINT), F.explode(F.array(*entries)).alias(_WON)
+    )
+    return exploded.where(F.col(_WON).isNotNull()).select(
         *at,
         _POINT,
         F.col(f"{_WON}.{_TABLE}").alias(_TABLE),
         F.col(f"{_WON}.{_WON}.{EVENT}").alias(EVENT),
         F.col(f"{_WON}.{_WON}.{CREATED}").alias(CREATED),
+        F.col(f"{_WON}.{_TIED}").alias(_TIED),
     )
-    # Computed here, in one narrow job: the plan that reads the wide rows then holds no sweep, and the
-    # broadcast holds rows already known.
-    winners = winners.localCheckpoint(eager=True)
-    # Each table's features are read in chunks narrow enough for whole-stage code generation
-    # (spark.sql.codegen.maxFields), so a scan hands the join column batches and copies only the rows
-    # that match; a wider scan would turn every row into an object first.
-    room = max(1, int(spine.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")) - len(keys) - 8)
-    chunks = [(i, part) for i, (_, spec) in enumerate(tables) for part in _chunks(spec.features, room)]
-    renamed = [dict(zip(spec.features, spec.output_names, strict=True)) for _, spec in tables]
-    few_winners = point_rows is not None and point_rows * len(tables) <= BROADCAST_WINNERS
-    result, outputs = spine, []
-    for c, (i, part) in enumerate(chunks):
-        features, spec = tables[i]
-        mine = winners.where(F.col(_TABLE) == i).drop(_TABLE)
-        own = (
-            features.where(usable)
-            .withColumn(_SWEEP, _sweep_time(spec))
-            .selectExpr(
-                *(f"{quoted(k)} AS {a}" for k, a in zip(keys, at, strict=True)),
-                f"CAST({EVENT} AS TIMESTAMP) AS {EVENT}",
-                f"CAST({CREATED} AS TIMESTAMP) AS {CREATED}",
-                _SWEEP,
-                *(quoted(n) for n in part),
-            )
+
+
+def _candidates(
+    features: DataFrame, spec: AsOfSpec, names: tuple[str, ...], winners: DataFrame, at: list[str]
+) -> DataFrame:
+    """The rows of one table with a winner's (keys, event, created) and the columns `names`, each with
+    the point it won, if still available by then (a later correction with the same times never leaks).
+
+    Several rows are candidates for one point only on an exact tie."""
+    usable = reduce(operator.and_, [F.col(c).isNotNull() for c in (*spec.keys, EVENT, AVAILABLE)])
+    own = (
+        features.where(usable)
+        .withColumn(_SWEEP, _sweep_time(spec))
+        .selectExpr(
+            *(f"{quoted(k)} AS {a}" for k, a in zip(spec.keys, at, strict=True)),
+            f"CAST({EVENT} AS TIMESTAMP) AS {EVENT}",
+            f"CAST({CREATED} AS TIMESTAMP) AS {CREATED}",
+            _SWEEP,
+            *(quoted(n) for n in names),
         )
-        found = (F.broadcast(mine) if few_winners else mine).join(own, [*at, EVENT, CREATED])
-        # One row per point (exact ties keep the greatest values), its chunk packed in one struct until
-        # the join to the spine: the joins move a few dozen columns, and the values spread out last.
-        point, value = [f"{a}_{c}" for a in at], f"{_VALUE}{c}"
-        packed = ", ".join(f"{_literal(n)}, {quoted(n)}" for n in part)
-        best = (
-            found.where(F.col(_SWEEP) <= F.col(_POINT))
-            .selectExpr(
-                *(f"{a} AS {p}" for a, p in zip(at, point, strict=True)),
-                f"{_POINT} AS {_POINT}_{c}",
-                f"named_struct({packed}) AS {value}",
-            )
-            .groupBy(*point, f"{_POINT}_{c}")
-            .agg(F.max(value).alias(value))
-        )
-        if point_rows is not None and point_rows * len(part) <= BROADCAST_VALUES:
-            best = F.broadcast(best)
-        on = [result[k] == best[p] for k, p in zip(keys, point, strict=True)]
-        result = result.join(best, [*on, result[spine_timestamp] == best[f"{_POINT}_{c}"]], "left")
-        outputs += [f"{value}.{quoted(n)} AS {quoted(renamed[i][n])}" for n in part]
-    return result.selectExpr(*(quoted(c) for c in spine.columns), *outputs)
+    )
+    return winners.join(own, [*at, EVENT, CREATED]).where(F.col(_SWEEP) <= F.col(_POINT))
+
+
+def _per_point(candidates: DataFrame, at: list[str], point: list[str], names: tuple[str, ...]) -> GroupedData:
+    """The candidates grouped by their point (its keys and time renamed to `point`), `names` packed in
+    one struct (`_packed`): the joins move one column, and the values spread out last."""
+    packed = ", ".join(f"{_literal(n)}, {quoted(n)}" for n in names)
+    renamed = (f"{a} AS {p}" for a, p in zip((*at, _POINT), point, strict=True))
+    return candidates.selectExpr(*renamed, f"named_struct({packed}) AS {_PACKED}").groupBy(*point)
+
+
+def _joined_to_points(result: DataFrame, values: DataFrame, on: tuple[str, ...], point: list[str]) -> DataFrame:
+    """`result` left-joined to per-point `values` on its columns `on` (keys, time) against `point`."""
+    return result.join(values, [result[k] == values[p] for k, p in zip(on, point, strict=True)], "left")
+
+
+def _hinted(frame: DataFrame, broadcast: bool) -> DataFrame:
+    return F.broadcast(frame) if broadcast else frame
 
 
 def _chunks(names: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
