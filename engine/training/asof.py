@@ -19,7 +19,7 @@ import operator
 from dataclasses import dataclass
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, GroupedData, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -35,10 +35,9 @@ _BEST = "_best"  # + table index
 _POINT = "_point_ts"
 _WON = "_won"  # + table index: the winning row's (event, created)
 _TABLE = "_table"
-_PACKED = "_packed"
 _ROW = "_row"  # a number unique to each feature row within the job that finds the winners
 _LOW = "_low"  # + table index: the winner found with the rows in the opposite order of _row
-_TIED = "_tied"  # a point that two or more rows with the winning (event, created) are available to
+_TIED = "_tied"  # a point that two or more rows with the winning (event, created) are available to: a tie
 _TIE = "_tie"  # + table index: a tied point's whole winning row
 BROADCAST_WINNERS = 1_000_000  # up to this many (point, table) pairs, the winners are broadcast
 BROADCAST_VALUES = 4_000_000  # up to this many values per chunk (points times features), its values too
@@ -161,9 +160,10 @@ def as_of_join_winners(
     table's rows with a winner's (keys, event, created) are then read with their values and matched to
     the points they won, if still available by then (a later correction with the same times never
     leaks). Among exact ties (same keys, event and created times) the row with the greatest values wins
-    whole, as in the sweep. For a table read in several chunks of columns, the sweep also finds the
-    points that two or more rows with the winning times are available to; those points take the
-    greatest whole row, read in one more scan, which only a table with such a point pays.
+    whole, as in the sweep: the sweep also finds the points that two or more rows with the winning
+    times are available to, and those points take the greatest whole row, read in one more scan that
+    only a table with such a point pays. Every other point has one candidate row, so the chunks of
+    its values join without an aggregation.
     The winners are computed when this is called (one job of narrow rows). Given `point_rows` (the
     points' count), few winners are broadcast, and the feature rows stream past them, never shuffled
     whole; few values are broadcast to the spine too, so the last stage runs in the spine's partitions.
@@ -172,36 +172,32 @@ def as_of_join_winners(
     if any(spec.keys != keys for _, spec in tables):
         raise ValueError("as_of_join_winners: every table of one sweep must have the same keys")
     at = [f"{_KEY}{i}" for i in range(len(keys))]
+    # Computed here, in one narrow job: the plan that reads the wide rows then holds no sweep, and the
+    # broadcast holds rows already known.
+    winners = _winners(tables, points, spine_timestamp, at).localCheckpoint(eager=True)
+    tied = {r[0] for r in winners.where(_TIED).select(_TABLE).distinct().collect()}
     # Each table's features are read in chunks narrow enough for whole-stage code generation
     # (spark.sql.codegen.maxFields), so a scan hands the join column batches and copies only the rows
     # that match; a wider scan would turn every row into an object first.
     room = max(1, int(spine.sparkSession.conf.get("spark.sql.codegen.maxFields", "100")) - len(keys) - 8)
-    chunks = [_chunks(spec.features, room) for _, spec in tables]
-    winners = _winners(tables, points, spine_timestamp, at, [len(parts) > 1 for parts in chunks])
-    # Computed here, in one narrow job: the plan that reads the wide rows then holds no sweep, and the
-    # broadcast holds rows already known.
-    winners = winners.localCheckpoint(eager=True)
-    tied = set()
-    if any(len(parts) > 1 for parts in chunks):
-        tied = {r[0] for r in winners.where(_TIED).select(_TABLE).distinct().collect()}
     few_winners = point_rows is not None and point_rows * len(tables) <= BROADCAST_WINNERS
     result, outputs, c = spine, [], 0
-    for i, ((features, spec), parts) in enumerate(zip(tables, chunks, strict=True)):
+    for i, (features, spec) in enumerate(tables):
         mine = winners.where(F.col(_TABLE) == i).drop(_TABLE)
+        alone = mine.where(~F.col(_TIED)) if i in tied else mine  # points with one candidate
         read = {}  # each feature's value, as SQL
-        for part in parts:
+        for part in _chunks(spec.features, room):
             point, value = [*(f"{a}_{c}" for a in at), f"{_POINT}_{c}"], f"{_VALUE}{c}"
-            candidates = _candidates(features, spec, part, _hinted(mine, few_winners), at)
-            best = _per_point(candidates, at, point, part).agg(F.max(_PACKED).alias(value))
+            best = _packed(_candidates(features, spec, part, _hinted(alone, few_winners), at), at, point, part, value)
             if point_rows is not None and point_rows * len(part) <= BROADCAST_VALUES:
                 best = F.broadcast(best)
             result = _joined_to_points(result, best, (*keys, spine_timestamp), point)
             read |= {n: f"{value}.{quoted(n)}" for n in part}
             c += 1
-        if i in tied:  # chunk by chunk, an exact tie could mix rows: a tied point takes one whole row
+        if i in tied:  # a point with several candidates takes the whole row with the greatest values
             tie, point = f"{_TIE}{i}", [f"{a}_{_TIE}{i}" for a in (*at, _POINT)]
             candidates = _candidates(features, spec, spec.features, _hinted(mine.where(_TIED), few_winners), at)
-            settled = _per_point(candidates, at, point, spec.features).agg(F.max(_PACKED).alias(tie))
+            settled = _packed(candidates, at, point, spec.features, tie).groupBy(*point).agg(F.max(tie).alias(tie))
             few = point_rows is not None and point_rows * len(spec.features) <= BROADCAST_VALUES
             result = _joined_to_points(result, _hinted(settled, few), (*keys, spine_timestamp), point)
             read = {n: f"CASE WHEN {tie} IS NOT NULL THEN {tie}.{quoted(n)} ELSE {v} END" for n, v in read.items()}
@@ -210,62 +206,54 @@ def as_of_join_winners(
 
 
 def _winners(
-    tables: list[tuple[DataFrame, AsOfSpec]], points: DataFrame, spine_timestamp: str, at: list[str], tells: list[bool]
+    tables: list[tuple[DataFrame, AsOfSpec]], points: DataFrame, spine_timestamp: str, at: list[str]
 ) -> DataFrame:
-    """Per point and table with a fresh winner: (keys, point, table, event, created, tied), by one sweep of times.
+    """Per point and table with a fresh winner: (keys, point, table, event, created, tied), in one sweep of times.
 
-    `tied` says whether two or more rows share the winning (event, created) at that point; it is found
-    only for the tables `tells` names (those read in more than one chunk), by a second running maximum
-    that puts the rows in the opposite order of a number unique to each row within this job.
+    `tied` says whether two or more rows with the winning (event, created) are available at the point:
+    a second running maximum puts the rows in the opposite order of a number unique to each row within
+    this job, and finds another row than the first one does only on such a tie.
     """
     keys = tables[0][1].keys
     won = [f"{_WON}{i}" for i in range(len(tables))]
-    low = [f"{_LOW}{i}" for i in range(len(tables)) if tells[i]]
-    stamp = T.StructType(
-        [
-            T.StructField(EVENT, T.TimestampType()),
-            T.StructField(CREATED, T.TimestampType()),
-            T.StructField(_ROW, T.LongType()),
-        ]
-    )
+    low = [f"{_LOW}{i}" for i in range(len(tables))]
+    stamp = f"STRUCT<{EVENT}: TIMESTAMP, {CREATED}: TIMESTAMP, {_ROW}: BIGINT>"
+    nothing = [f"CAST(NULL AS {stamp}) AS {w}" for w in (*won, *low)]
     placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
     sweeping = points.where(placed).select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP)).distinct()
-    union = sweeping.withColumns({_SIDE: F.lit(1), **{w: F.lit(None).cast(stamp) for w in (*won, *low)}})
+    union = sweeping.selectExpr(*at, _SWEEP, f"1 AS {_SIDE}", *nothing)
     usable = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, EVENT, AVAILABLE)])
-    times = (F.col(EVENT).cast("timestamp").alias(EVENT), F.col(CREATED).cast("timestamp").alias(CREATED))
+    times = f"'{EVENT}', CAST({EVENT} AS TIMESTAMP), '{CREATED}', CAST({CREATED} AS TIMESTAMP)"
     for i, (features, spec) in enumerate(tables):
-        mine = {won[i]: F.struct(*times, F.col(_ROW))}
-        if tells[i]:
-            mine[f"{_LOW}{i}"] = F.struct(*times, (-F.col(_ROW)).alias(_ROW))
+        # The SQL of every column in one call: a sweep of many tables carries two columns per table.
+        own = {won[i]: f"named_struct({times}, '{_ROW}', {_ROW})", low[i]: f"named_struct({times}, '{_ROW}', -{_ROW})"}
+        stamps = [f"{own[w]} AS {w}" if w in own else null for w, null in zip((*won, *low), nothing, strict=True)]
         union = union.unionByName(
             features.where(usable)
-            .withColumn(_ROW, F.monotonically_increasing_id())
-            .select(
-                *_renamed(keys, at),
-                _sweep_time(spec).alias(_SWEEP),
-                F.lit(0).alias(_SIDE),
-                *(mine.get(w, F.lit(None).cast(stamp)).alias(w) for w in (*won, *low)),
+            .withColumns({_ROW: F.monotonically_increasing_id(), _SWEEP: _sweep_time(spec)})
+            .selectExpr(
+                *(f"{quoted(k)} AS {a}" for k, a in zip(keys, at, strict=True)), _SWEEP, f"0 AS {_SIDE}", *stamps
             )
         )
     so_far = Window.partitionBy(*at).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
     found = union.select(*at, _SWEEP, _SIDE, *(F.max(w).over(so_far).alias(w) for w in (*won, *low)))
     entries = []
     for i, (_, spec) in enumerate(tables):
-        fresh = F.col(f"{won[i]}.{EVENT}").isNotNull()
+        fresh = f"{won[i]}.{EVENT} IS NOT NULL"
         if spec.ttl_seconds is not None:
-            fresh &= F.col(f"{won[i]}.{EVENT}") >= F.col(_SWEEP) - F.expr(f"INTERVAL {spec.ttl_seconds} SECONDS")
-        tied = F.col(f"{won[i]}.{_ROW}") != -F.col(f"{_LOW}{i}.{_ROW}") if tells[i] else F.lit(False)
-        entries.append(F.when(fresh, F.struct(F.lit(i).alias(_TABLE), F.col(won[i]).alias(_WON), tied.alias(_TIED))))
-    exploded = found.where(F.col(_SIDE) == 1).select(
-        *at, F.col(_SWEEP).alias(_POINT), F.explode(F.array(*entries)).alias(_WON)
+            fresh += f" AND {won[i]}.{EVENT} >= {_SWEEP} - INTERVAL {spec.ttl_seconds} SECONDS"
+        entry = f"named_struct('{_TABLE}', {i}, '{_WON}', {won[i]}, '{_TIED}', {won[i]}.{_ROW} != -{low[i]}.{_ROW})"
+        entries.append(f"CASE WHEN {fresh} THEN {entry} END")
+    exploded = found.where(F.col(_SIDE) == 1).selectExpr(
+        *at, f"{_SWEEP} AS {_POINT}", f"explode(array({', '.join(entries)})) AS {_WON}"
     )
-    return exploded.where(F.col(_WON).isNotNull()).select(
+    return exploded.where(F.col(_WON).isNotNull()).selectExpr(
         *at,
         _POINT,
-        F.col(f"{_WON}.{_TABLE}").alias(_TABLE),
-        F.col(f"{_WON}.{_WON}.{EVENT}").alias(EVENT),
-        F.col(f"{_WON}.{_WON}.{CREATED}").alias(CREATED),
-        F.col(f"{_WON}.{_TIED}").alias(_TIED),
+        f"{_WON}.{_TABLE} AS {_TABLE}",
+        f"{_WON}.{_WON}.{EVENT} AS {EVENT}",
+        f"{_WON}.{_WON}.{CREATED} AS {CREATED}",
+        f"{_WON}.{_TIED} AS {_TIED}",
     )
 
 
@@ -291,12 +279,12 @@ def _candidates(
     return winners.join(own, [*at, EVENT, CREATED]).where(F.col(_SWEEP) <= F.col(_POINT))
 
 
-def _per_point(candidates: DataFrame, at: list[str], point: list[str], names: tuple[str, ...]) -> GroupedData:
-    """The candidates grouped by their point (its keys and time renamed to `point`), `names` packed in
-    one struct (`_packed`): the joins move one column, and the values spread out last."""
+def _packed(candidates: DataFrame, at: list[str], point: list[str], names: tuple[str, ...], column: str) -> DataFrame:
+    """The candidates with their point's keys and time renamed to `point`, and `names` packed in one
+    struct `column`: the joins move one column, and the values spread out last."""
     packed = ", ".join(f"{_literal(n)}, {quoted(n)}" for n in names)
     renamed = (f"{a} AS {p}" for a, p in zip((*at, _POINT), point, strict=True))
-    return candidates.selectExpr(*renamed, f"named_struct({packed}) AS {_PACKED}").groupBy(*point)
+    return candidates.selectExpr(*renamed, f"named_struct({packed}) AS {column}")
 
 
 def _joined_to_points(result: DataFrame, values: DataFrame, on: tuple[str, ...], point: list[str]) -> DataFrame:
