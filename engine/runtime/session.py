@@ -107,8 +107,10 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
             "spark.databricks.delta.snapshotPartitions": str(min(cfg.shuffle_partitions, os.cpu_count() or 1)),
             "spark.driver.extraJavaOptions": _log4j_options(log_dir),
         }
-    elif cfg.master:
-        settings["spark.master"] = cfg.master
+    else:  # a Delta snapshot's state in no more partitions than a shuffle (Delta's default is 50)
+        settings["spark.databricks.delta.snapshotPartitions"] = str(min(cfg.shuffle_partitions, 50))
+        if cfg.master:
+            settings["spark.master"] = cfg.master
     for key, value in {**settings, **cfg.conf}.items():
         builder = builder.config(key, value)
     with _stderr_to(log_dir / "spark.log"):
