@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +32,10 @@ def run_job(spark: SparkSession, tmp_path: Path) -> Callable[..., VersionResult]
     return run
 
 
-@pytest.fixture
-def table(spark: SparkSession, tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def three_versions(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three versions: 0 (two rows), 1 (a third row), 2 (a new column, one value changed)."""
-    path = tmp_path / "t"
+    path = tmp_path_factory.mktemp("versions") / "t"
     sink = SinkConfig(path=str(path), mode="append")
     meta = {"run_id": "run-0", "job": "test"}
     write_delta(spark.createDataFrame([("a", 1.0), ("b", 2.0)], "user string, x double"), sink, meta, {"v": 0})
@@ -45,6 +46,13 @@ def table(spark: SparkSession, tmp_path: Path) -> Path:
     changed = spark.createDataFrame([("a", 10.0, None)], "user string, x double, note string")
     write_delta(changed, merge, meta | {"run_id": "run-2"}, {"v": 2})
     return path
+
+
+@pytest.fixture
+def table(three_versions: Path, tmp_path: Path) -> Path:
+    """A copy of the three versions for the test to change: files, log and modification times
+    (Delta's commit times) as written."""
+    return Path(shutil.copytree(three_versions, tmp_path / "t", copy_function=shutil.copy2))
 
 
 def test_history_lists_versions_with_run_ids_and_rows(run_job, table: Path) -> None:
