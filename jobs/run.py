@@ -1,4 +1,4 @@
-"""`python -m jobs.run job=flights [group=option] [key=value ...]`: run one featurelake job.
+"""`python -m jobs.run [-h] [--cfg job] [--config-dir DIR] job=flights [group=option] [key=value ...]`: run one job.
 
 Config errors are reported before Spark starts, and before any job's code is imported. Every
 expected failure is one line on stderr and a non-zero exit (2 for config, 1 for data or runtime);
@@ -7,13 +7,14 @@ stack traces go to the log file.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from engine.config.loader import load_config
+from engine.config.loader import load_config, resolved_yaml
 from engine.config.paths import check_table_paths, tables_written
 from engine.errors import ConfigError, FeaturelakeError, describe, first_line
 
@@ -60,10 +61,35 @@ def run(cfg: FeaturelakeConfig, spark: SparkSession | None = None) -> str:
         raise
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Command-line flags whose errors are one line, like every other config error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    """The flags a Hydra user expects (-h, --cfg job, --config-dir DIR); the rest are overrides."""
+    parser = _OneLineParser(prog="scripts/run", add_help=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--cfg", choices=["job"])
+    parser.add_argument("-cd", "--config-dir", action="append", type=Path, default=[], dest="config_dirs")
+    parser.add_argument("overrides", nargs="*")
+    return parser.parse_intermixed_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = load_config(overrides)
+        args = _arguments(list(sys.argv[1:] if argv is None else argv))
+        if args.help:
+            from jobs.usage import usage
+
+            print(usage(args.config_dirs))
+            return 0
+        if args.cfg:
+            print(resolved_yaml(args.overrides, args.config_dirs), end="")
+            return 0
+        cfg = load_config(args.overrides, config_dirs=args.config_dirs)
         check_job_name(cfg.job.name)
         check_table_paths(tables_written(cfg))
     except ConfigError as err:

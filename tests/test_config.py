@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine.config.experiment import METRIC_NAMES
 from engine.config.loader import load_config
@@ -250,6 +251,59 @@ def test_the_registry_imports_only_the_selected_job() -> None:
     for target in JOBS.values():
         module, name = target.split(":")
         assert hasattr(__import__(module, fromlist=[name]), name), target
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_jobs_groups_options_and_common_overrides(cli, flag: str) -> None:
+    code, out, err = cli(flag)
+    assert (code, err) == (0, "")
+    assert out.startswith("usage: scripts/run [-h] [--cfg job] [--config-dir DIR]")
+    sections = out.split("\n\n")
+    jobs = next(s for s in sections if s.startswith("jobs (job=NAME)   default: flights"))
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in jobs.splitlines()[1:]}
+    assert set(listed) == set(JOBS)
+    assert listed["validate"].startswith("Run only the checks on one source and report: scripts/run job=validate")
+    spark = next(s for s in sections if s.startswith("spark="))
+    assert spark.splitlines()[0] == "spark=   default: local"
+    assert [line.split()[0] for line in spark.splitlines()[1:]] == ["cluster", "databricks", "local"]
+    assert "version=" in out and "  vacuum " in out and "_schema" not in out
+    assert "common overrides:" in out and "experiment=none" in out and out.rstrip().endswith("exit codes)")
+
+
+def test_cfg_job_prints_the_resolved_config_and_runs_nothing(cli, tmp_path: Path) -> None:
+    code, out, err = cli("--cfg", "job", "job=validate", f"sink.path={tmp_path / 'never'}")
+    assert (code, err) == (0, "")
+    printed = yaml.safe_load(out)
+    assert printed["job"]["name"] == "validate" and printed["sink"]["path"] == str(tmp_path / "never")
+    assert "${" not in out and Path(printed["validate"]["source"]["path"]).is_file()  # interpolations resolved
+    assert not (tmp_path / "never").exists()
+    probe = "import sys; from jobs.run import main; print(main(['--cfg', 'job']), 'pyspark' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "0 False", result.stderr  # Spark never started
+    code, out, err = cli("--cfg", "hydra")
+    assert (code, out) == (2, "")
+    assert err.strip() == "error: config: argument --cfg: invalid choice: 'hydra' (choose from 'job')"
+
+
+def test_config_dir_adds_the_users_own_options(cli, tmp_path: Path) -> None:
+    mine = tmp_path / "my_conf"
+    (mine / "sink").mkdir(parents=True)
+    (mine / "sink" / "lake.yaml").write_text(
+        f"# The team's lake. More lines follow.\ndefaults:\n  - sink_schema\npath: {tmp_path / 'lake'}\nmode: append\n"
+    )
+    code, out, err = cli("--config-dir", str(mine), "sink=lake", "--cfg", "job")
+    assert (code, err) == (0, "")
+    sink = yaml.safe_load(out)["sink"]
+    assert (sink["path"], sink["mode"]) == (str(tmp_path / "lake"), "append")
+    code, out, _ = cli("-h", "-cd", str(mine))
+    listed = next(s for s in out.split("\n\n") if s.startswith("sink=")).splitlines()
+    assert [line.split(None, 1)[0] for line in listed[1:]] == ["delta", "lake"]
+    assert listed[2].split(None, 1)[1] == "The team's lake"  # the first sentence of the file's opening comment
+    code, out, err = cli("--config-dir", str(tmp_path / "nowhere"), "--cfg", "job")
+    assert (code, out) == (2, "")
+    assert err.strip() == f"error: config: --config-dir: no such folder: {tmp_path / 'nowhere'}"
+    code, out, err = cli("--bogus")
+    assert code == 2 and err.strip() == "error: config: unrecognized arguments: --bogus"
 
 
 def test_cli_missing_source_fails_before_spark(cli, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import math
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,7 +31,7 @@ from engine.config.features import (
 from engine.errors import ConfigError
 from engine.features.compile import compile_group
 from engine.features.plans import COLLECTED_READ_COST, SLIDING_MAX_READS, Shape, choose, measure, reads
-from engine.features.table import feature_table
+from engine.features.table import feature_names, feature_table
 
 US = 1_000_000
 HOUR, DAY = 3600 * US, 86400 * US
@@ -176,9 +177,17 @@ def test_event_level_matches_reference(spark: SparkSession, closed: str, known_a
     cfg = FeaturesConfig(timestamp="event_ts", known_at=known_at, groups=groups, skew_split=2, plan=plan)
     table = feature_table(_frame(spark, EVENTS), cfg)
     rows = sorted(table.collect(), key=lambda r: r["id"])
-    by_id = sorted(EVENTS, key=lambda r: r["id"])
-    queries = [(r["entity"], r["at"]) for r in by_id]
-    _assert_matches(rows, queries, _expected(cfg, EVENTS, queries), f"event {closed} {known_at}")
+    queries, expected = _event_reference(closed, known_at)
+    wanted = {name: expected[name] for name in feature_names(cfg)}  # every feature of the plan's groups
+    _assert_matches(rows, queries, wanted, f"event {closed} {known_at}")
+
+
+@cache
+def _event_reference(closed: str, known_at: str | None) -> tuple[list[tuple], dict[str, list]]:
+    """The reference values of every feature of `_groups(closed)` at each event, computed once for all plans."""
+    cfg = FeaturesConfig(timestamp="event_ts", known_at=known_at, groups=_groups(closed))
+    queries = [(r["entity"], r["at"]) for r in sorted(EVENTS, key=lambda r: r["id"])]
+    return queries, _expected(cfg, EVENTS, queries)
 
 
 @pytest.mark.parametrize("plan", ["running", "sliding", "vectorized"])
