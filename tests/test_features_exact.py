@@ -224,12 +224,18 @@ def test_snapshot_matches_reference(spark: SparkSession, cadence: str, plan: str
     table = feature_table(events, cfg)
     since_base = F.unix_micros("snapshot_ts") - int(BASE.timestamp()) * US
     rows = sorted(table.withColumn("_us", since_base).collect(), key=lambda r: (r["entity"], r["_us"]))
-    step = HOUR if cadence == "hourly" else DAY
-    spine = _spine(cfg, EVENTS, 2 * DAY, step)
-    actual_spine = [(r["entity"], r["_us"]) for r in rows]
-    assert actual_spine == spine
-    expected = _expected(cfg, EVENTS, spine)
-    _assert_matches(rows, spine, expected, f"snapshot {cadence}")
+    spine, expected = _snapshot_reference(cadence)
+    assert [(r["entity"], r["_us"]) for r in rows] == spine
+    wanted = {name: expected[name] for name in feature_names(cfg)}  # every feature of the plan's groups
+    _assert_matches(rows, spine, wanted, f"snapshot {cadence}")
+
+
+@cache
+def _snapshot_reference(cadence: str) -> tuple[list[tuple], dict[str, list]]:
+    """The snapshot spine (2-day TTL) and every feature's reference value on it, computed once for all plans."""
+    cfg = FeaturesConfig(timestamp="snapshot_ts", known_at="known_ts", groups=_groups("right"))
+    spine = _spine(cfg, EVENTS, 2 * DAY, HOUR if cadence == "hourly" else DAY)
+    return spine, _expected(cfg, EVENTS, spine)
 
 
 @pytest.mark.parametrize("plan", ["vectorized"])
