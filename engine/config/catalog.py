@@ -51,8 +51,8 @@ def groups(config_dirs: list[Path] | None = None) -> list[Group]:
         names = loader.get_group_options("", ObjectType.GROUP, "config", overrides)
         found = []
         for name in sorted(n for n in names if n != "hydra"):
-            options = tuple(o for o in loader.get_group_options(name, ObjectType.CONFIG, "config", overrides))
-            options = tuple(o for o in options if not o.endswith("_schema"))
+            listed = loader.get_group_options(name, ObjectType.CONFIG, "config", overrides)
+            options = tuple(o for o in listed if not o.endswith("_schema"))
             if options:
                 descriptions = {o: _description(name, o, dirs) for o in options}
                 found.append(Group(name, options, chosen.get(name), descriptions))
