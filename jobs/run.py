@@ -1,4 +1,4 @@
-"""`python -m jobs.run [-h] [--cfg job] [--config-dir DIR] job=flights [group=option] [key=value ...]`: run one job.
+"""`python -m jobs.run [-h] [--cfg job] [--config-dir DIR] [job=features] [pipeline=NAME] [key=value ...]`: run a job.
 
 Config errors are reported before Spark starts, and before any job's code is imported. Every
 expected failure is one line on stderr and a non-zero exit (2 for config, 1 for data or runtime);
@@ -28,7 +28,7 @@ failures = logging.getLogger("featurelake.failures")  # not a console logger: tr
 
 # Each job's declaration, imported only when that job is selected.
 JOBS = {
-    "flights": "engine.datasets.flights.job:FLIGHTS",
+    "features": "engine.pipeline.features:FEATURES",
     "training_set": "engine.pipeline.training_set:TRAINING_SET",
     "validate": "engine.pipeline.validate:VALIDATE",
     "suggest_checks": "engine.pipeline.suggest:SUGGEST_CHECKS",
@@ -61,6 +61,19 @@ def run(cfg: FeaturelakeConfig, spark: SparkSession | None = None) -> str:
         raise
 
 
+def _one_line(err: Exception) -> str:
+    """What went wrong, in one line: for an error Spark raised, its deepest Spark error and root cause
+    (a JVM error's own first line names only the py4j call)."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    if isinstance(err, Py4JJavaError | PySparkException):
+        from engine.sources.materialize import root_cause
+
+        return root_cause(err)
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Command-line flags whose errors are one line, like every other config error."""
 
@@ -68,7 +81,7 @@ class _OneLineParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def _arguments(argv: list[str]) -> argparse.Namespace:
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The flags a Hydra user expects (-h, --cfg job, --config-dir DIR); the rest are overrides."""
     parser = _OneLineParser(prog="scripts/run", add_help=False)
     parser.add_argument("-h", "--help", action="store_true")
@@ -78,9 +91,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> int:
+    """The command line: exit 0 (done), 1 (a run or data failure), 2 (bad config); one line on stderr on failure.
+    `spark`, a session to run in (a notebook's); without it the config's session is started."""
     try:
-        args = _arguments(list(sys.argv[1:] if argv is None else argv))
+        args = parse_arguments(list(sys.argv[1:] if argv is None else argv))
         if args.help:
             from jobs.usage import usage
 
@@ -108,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: job.log_dir: cannot write logs to {cfg.job.log_dir}: {err.strerror}", file=sys.stderr)
         return 2
     try:
-        text = run(cfg)
+        text = run(cfg, spark)
     except ConfigError as err:
         print(f"error: config: {err}", file=sys.stderr)
         return 2
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # anything unexpected still gets one line; the trace is in the log
-        print(f"error: {type(err).__name__}: {first_line(err)} (details in {log_file})", file=sys.stderr)
+        print(f"error: {_one_line(err)} (details in {log_file})", file=sys.stderr)
         return 1
     print(text)
     return 0

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.config.quality import GateAction
+from engine.pipeline.runner import PREPARED
 from engine.quality.states import Outcome
 
 if TYPE_CHECKING:
@@ -62,11 +63,11 @@ def _quality(report: ValidationReport) -> list[str]:
     return lines
 
 
-def _flights(result: JobResult) -> str:
+def _features(result: JobResult) -> str:
     published, commit = result["published"], result.get("commit")
     report = published.report
     lines = ["", "featurelake run summary", *_stages(result.stages)]
-    lines.append("rows read:     " + ", ".join(f"{s.name} {s.rows:,}" for s in (result["flights"], result["weather"])))
+    lines.append("rows read:     " + ", ".join(f"{s.name} {s.rows:,}" for s in result["sources"].values()))
     lines += _quality(report)
     lines.append(f"report:        {published.html_path}")
     if commit and report.outcome == Outcome.USE_CACHED_FEATURES:
@@ -76,7 +77,8 @@ def _flights(result: JobResult) -> str:
     elif commit:
         lines.append(f"features:      {commit.rows_written:,} rows written")
         lines.append(f"delta table:   {commit.path} (version {commit.version})")
-        lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={commit.version}")
+        if result[PREPARED].pipeline.label:
+            lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={commit.version}")
     lines.append(f"mlflow run:    {result.run_id}")
     lines += _leaderboard(result.get("sweep"))
     lines.append(f"run record:    {result.record_path}")
@@ -140,7 +142,7 @@ def _suggest(result: JobResult) -> str:
 
 
 SUMMARIES: dict[str, Callable[[JobResult], str]] = {
-    "flights": _flights,
+    "features": _features,
     "training_set": _training_set,
     "version": _version,
     "validate": _validate,

@@ -14,9 +14,10 @@ options:
 
 _COMMON = """\
 common overrides:
+  pipeline=flights                      the pipeline the feature job runs
   job=validate                          run another job
   experiment=none                       skip the Ray experiment
-  'source.months=[1,2]'                 read a slice of the source
+  'pipeline.days=[2013-01-01,2013-01-31]'  read these days of each source
   sink.path=/tmp/features               write the feature table elsewhere
   'spark.master=local[4]'               more cores in local mode
   spark=cluster                         under spark-submit (see scripts/package)

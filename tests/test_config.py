@@ -10,26 +10,29 @@ import logging
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from pyspark.sql import SparkSession
 
+from engine.config.embedded import package_data_folder
 from engine.config.experiment import METRIC_NAMES
 from engine.config.loader import load_config
-from engine.datasets.flights.job import prepare as check_flights_job
 from engine.errors import ConfigError
 from engine.experiments.models import METRICS
 from engine.experiments.space import plan_trials
 from engine.pipeline.experiment import check_experiment
+from engine.pipeline.features import prepare as check_features_job
 from jobs.run import JOBS, main
 from tests.conftest import REPO
 
 
 def test_defaults_compose() -> None:
     cfg = load_config([])
-    assert cfg.job.name == "flights"
+    assert cfg.job.name == "features" and cfg.pipeline.name == "flights"
     assert [g.name for g in cfg.features.groups] == ["carrier", "origin", "tailnum", "route"]
     assert cfg.features.groups[0].windows == ["1h", "3h", "24h", "7d"]
     assert cfg.spark.mode == "local" and cfg.experiment.enabled
@@ -66,15 +69,18 @@ def test_overrides_and_groups() -> None:
         ("features.time_features.timezone=Mars/Base", "'Mars/Base' is not an IANA time zone"),
         ("features.start=2013-13", "features.start: '2013-13' is not an ISO date"),
         ("features.granularity=monthly", "features.granularity"),
-        ("checks.flights.0.kind=bogus", "checks.flights_columns.kind"),
-        ("source.months=[13]", "source.months"),
+        ("pipeline.sources.0.checks.0.kind=bogus", "checks.flights_columns.kind"),
+        ("pipeline.entity.source=planes", "pipeline.entity.source: 'planes' is not a declared source"),
+        ("pipeline.sources.1.name=flights", "pipeline.sources: two sources are named 'flights'"),
+        ("pipeline.joins.0.source=planes", "pipeline.joins[0].source: 'planes' is not a declared source"),
+        ("pipeline.sources.0.checks.17.reference=planes", "checks[17].reference: 'planes' is not a declared source"),
         ("sink.mode=upsert", "sink.mode"),
-        ("checks.flights.6.min=5000", "checks.dep_delay_range: min 5000.0 is above max 1800.0"),
-        ("checks.flights.12.action=halt_pipeline", "a warning check can only warn"),
-        ("checks.flights.18.action=quarantine_data", "checks.flights_size.action: only row-level checks"),
-        ("checks.flights.19.max_lag=soon", "checks.flights_fresh.max_lag: 'soon' is not a duration"),
+        ("pipeline.sources.0.checks.6.min=5000", "checks.dep_delay_range: min 5000.0 is above max 1800.0"),
+        ("pipeline.sources.0.checks.12.action=halt_pipeline", "a warning check can only warn"),
+        ("pipeline.sources.0.checks.18.action=quarantine_data", "checks.flights_size.action: only row-level checks"),
+        ("pipeline.sources.0.checks.19.max_lag=soon", "checks.flights_fresh.max_lag: 'soon' is not a duration"),
         ("quality.confidence=1.5", "quality.confidence"),
-        ("checks.weather.1.name=temp_range", "repeated: temp_range"),
+        ("pipeline.sources.1.checks.1.name=temp_range", "repeated: temp_range"),
         ("experiment.num_cpus=0", "experiment.num_cpus"),
         ("experiment.metric=f1", "experiment.metric: 'f1' is not one of auc, log_loss, rmse"),
         ("experiment.search=random", "experiment.trials: 0; random search needs at least 1"),
@@ -86,11 +92,15 @@ def test_overrides_and_groups() -> None:
         ("experiment.variants.0.name=../x", "'../x' is not a lower_snake_case name"),
         ("experiment.split.gap=soon", "experiment.split.gap: 'soon' is not a duration"),
         ("spark.master=bogus://nowhere", "spark.master: 'bogus://nowhere' is not a Spark master URL"),
-        ("source.days=[2013-01-07,2013-01-01]", "source.days: 2013-01-07 is after 2013-01-01"),
-        ("source.days=[2013-01-01]", "source.days: ['2013-01-01'] should be [first, last]"),
-        ("source.days=[jan,feb]", "source.days: ['jan', 'feb'] are not ISO dates"),
+        ("pipeline.days=[2013-01-07,2013-01-01]", "pipeline.days: 2013-01-07 is after 2013-01-01"),
+        ("pipeline.days=[2013-01-01]", "pipeline.days: ['2013-01-01'] should be [first, last]"),
+        ("pipeline.days=[jan,feb]", "pipeline.days: ['jan', 'feb'] are not ISO dates"),
+        ("training_set.output.path=/tmp/x", "an override sets a key under a part of the config this job leaves"),
         ("quality.max_malformed_share=2", "quality.max_malformed_share: 2.0 is not within 0..1"),
-        ("checks.flights.20.columns=[time_hour,hour]", "checks.flights_not_in_future.columns: a not_in_future"),
+        (
+            "pipeline.sources.0.checks.20.columns=[time_hour,hour]",
+            "checks.flights_not_in_future.columns: a not_in_future",
+        ),
     ],
 )
 def test_bad_config_names_the_key(override: str, message: str) -> None:
@@ -125,13 +135,13 @@ def test_the_config_names_every_metric_the_experiments_score() -> None:
 def test_a_variant_naming_an_unknown_group_fails_before_spark() -> None:
     cfg = load_config(["experiment.variants.0.groups=[airport]"])
     with pytest.raises(ConfigError, match=r"variants.carrier_origin_weather.groups: \['airport'\] are not feature"):
-        check_flights_job(cfg)
+        check_features_job(cfg)
 
 
 def test_a_variant_dropping_a_derived_features_inputs_fails_before_spark() -> None:
     cfg = load_config(["experiment.variants=[{name: w, groups: [origin], windows: [24h, 14d], include: [origin_]}]"])
     with pytest.raises(ConfigError, match="derived feature origin_late_share_3h needs"):
-        check_flights_job(cfg)
+        check_features_job(cfg)
 
 
 def test_random_ranges_draw_integers_between_integer_ends() -> None:
@@ -165,8 +175,8 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int,
     loggers = [logging.getLogger(name) for name in ("", "engine", "jobs")]
     saved = {logger.name: (logger.handlers[:], logger.level) for logger in loggers}
 
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
+    def run(*args: str, spark: SparkSession | None = None) -> tuple[int, str, str]:
+        code = main(list(args), spark)
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -187,6 +197,77 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "features.groups.0.aggregations.0.column=dep_delai",
+            "features.groups[0].aggregations[0].column: column 'dep_delai' is not in source 'flights'",
+        ),
+        ("pipeline.entity.keys=[flight_key]", "pipeline.entity.keys: column 'flight_key' is not in source 'flights'"),
+        ("pipeline.joins.0.keys=[dest]", "pipeline.joins[0].keys: column 'dest' is not in source 'weather'"),
+        (
+            "pipeline.sources.0.checks.6.columns=[dep_delai]",
+            "pipeline.sources[0].checks[6].columns: column 'dep_delai' is not in source 'flights'",
+        ),
+        ("pipeline.label='arr_delay >'", "pipeline.label: [PARSE_SYNTAX_ERROR] Syntax error at or near end of input"),
+        (
+            "features.derived.0.expr='origin_dep_delay_late_count_3h / nope'",
+            "features.derived[0].expr: [UNRESOLVED_COLUMN.WITH_SUGGESTION] A column or function parameter with name",
+        ),
+        (
+            "pipeline.sources.0.columns.sched_epoch='unix_timestamp(time_hour) + minutes * 60'",
+            "pipeline.sources[0].columns.sched_epoch: [UNRESOLVED_COLUMN.WITH_SUGGESTION]",
+        ),
+        ("pipeline.joins.0.source=planes", "pipeline.joins[0].source: 'planes' is not a declared source"),
+        ("pipeline.sources.1.name=flights", "pipeline.sources: two sources are named 'flights'"),
+    ],
+)
+def test_a_bad_declaration_is_one_line_exit_2_and_commits_nothing(
+    cli, spark: SparkSession, tmp_path: Path, override: str, line: str
+) -> None:
+    """Columns are checked against the sources' headers and expressions analysed on empty frames: no data read."""
+    tracking = [
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"job.run_record_dir={tmp_path / 'runs'}",
+    ]
+    code, out, err = cli(override, f"sink.path={tmp_path / 'delta'}", *tracking, *outputs(tmp_path), spark=spark)
+    assert code == 2 and err.startswith(f"error: config: {line}"), err
+    assert "stage read" not in out  # failed before any data was read
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "delta").exists()
+
+
+def test_bad_data_is_one_line_exit_1_and_commits_nothing(
+    cli, spark: SparkSession, tmp_path: Path, week_source: list[str]
+) -> None:
+    """An empty source, and an expression Spark can analyse but not compute (ANSI: 'UA' is no number)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with zipfile.ZipFile(package_data_folder() / "flights.csv.zip") as archive:
+        (empty / "flights.csv").write_text(archive.read(archive.namelist()[0]).decode().split("\n", 1)[0] + "\n")
+    cases = [
+        ([f"pipeline.sources.0.path={empty / 'flights.csv'}"], "error: source flights has no rows"),
+        ([*week_source, "pipeline.sources.0.columns.sched_epoch='CAST(carrier AS BIGINT)'"], "[CAST_INVALID_INPUT]"),
+    ]
+    for i, (overrides, wanted) in enumerate(cases):
+        folder = tmp_path / f"case{i}"
+        written = [
+            "experiment=none",
+            f"sink.path={folder / 'delta'}",
+            f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
+            f"tracking.artifact_location={folder / 'artifacts'}",
+            f"job.run_record_dir={folder / 'runs'}",
+            f"quality.report_dir={folder / 'reports'}",
+            f"quality.quarantine_path={folder / 'quarantine'}",
+            f"quality.metrics_path={folder / 'metrics_table'}",
+        ]
+        code, _, err = cli(*overrides, *written, *outputs(folder), spark=spark)
+        assert code == 1 and wanted in err and len(err.strip().splitlines()) == 1, err
+        assert not (folder / "delta").exists()
+
+
 def outputs(tmp_path: Path) -> list[str]:
     """Overrides that keep a CLI run's logs, metrics and state under tmp_path."""
     return [
@@ -202,7 +283,7 @@ def outputs(tmp_path: Path) -> list[str]:
     [
         (
             ["job=nope"],
-            "error: config: In 'config': Could not find 'job/nope'; available: flights, suggest_checks, "
+            "error: config: In 'config': Could not find 'job/nope'; available: features, suggest_checks, "
             "training_set, validate, version",
         ),
         (["job=validate", "validate.source.format=xml"], "error: config: source planes.format: 'xml' is not one of"),
@@ -247,7 +328,7 @@ def test_the_registry_imports_only_the_selected_job() -> None:
     seconds = time.monotonic() - started
     assert result.stdout.strip() == "2 []", result.stderr
     assert seconds < 10, seconds  # a generous bound for a loaded machine; warm it is well under 2 s
-    assert set(JOBS) == {"flights", "training_set", "validate", "suggest_checks", "version"}
+    assert set(JOBS) == {"features", "training_set", "validate", "suggest_checks", "version"}
     for target in JOBS.values():
         module, name = target.split(":")
         assert hasattr(__import__(module, fromlist=[name]), name), target
@@ -259,7 +340,7 @@ def test_help_lists_jobs_groups_options_and_common_overrides(cli, flag: str) -> 
     assert (code, err) == (0, "")
     assert out.startswith("usage: scripts/run [-h] [--cfg job] [--config-dir DIR]")
     sections = out.split("\n\n")
-    jobs = next(s for s in sections if s.startswith("jobs (job=NAME)   default: flights"))
+    jobs = next(s for s in sections if s.startswith("jobs (job=NAME)   default: features"))
     listed = {line.split()[0]: line.split(None, 1)[1] for line in jobs.splitlines()[1:]}
     assert set(listed) == set(JOBS)
     assert listed["validate"].startswith("Run only the checks on one source and report: scripts/run job=validate")
@@ -307,9 +388,10 @@ def test_config_dir_adds_the_users_own_options(cli, tmp_path: Path) -> None:
 
 
 def test_cli_missing_source_fails_before_spark(cli, tmp_path: Path) -> None:
-    code, out, err = cli(f"source.path={tmp_path / 'missing'}", f"sink.path={tmp_path / 'delta'}", *outputs(tmp_path))
+    missing = tmp_path / "missing"
+    code, out, err = cli(f"pipeline.params.data={missing}", f"sink.path={tmp_path / 'delta'}", *outputs(tmp_path))
     assert code == 1 and out == ""
-    assert err.strip() == f"error: source.path: folder not found: {tmp_path / 'missing'}"
+    assert err.strip() == f"error: source flights: path not found: {missing / 'flights.csv.zip'}"
     assert not (tmp_path / "delta").exists()
 
 
@@ -336,11 +418,11 @@ def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> N
     """The real entry point in a subprocess: Spark starts, the data error is one line, the trace is in the log."""
     source = tmp_path / "source"
     source.mkdir()
-    (source / "flights.csv").write_text("this is not the flights file\n1,2,3\n")
+    (source / "flights.csv.gz").write_bytes(b"this is not a gzip file\n1,2,3\n")
     (source / "weather.csv").write_text("origin,time_hour\n")
     result = run_cli(
-        f"source.path={source}",
-        "source.flights_file=flights.csv",
+        f"pipeline.params.data={source}",
+        f"pipeline.sources.0.path={source / 'flights.csv.gz'}",
         "experiment=none",
         f"sink.path={tmp_path / 'delta'}",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
@@ -350,7 +432,7 @@ def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> N
         "spark.driver_memory=1g",
     )
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot read source flights: ")
+    assert result.stderr.startswith(f"error: cannot read source flights (csv at {source / 'flights.csv.gz'}): ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "summary" not in result.stdout  # progress lines only
     assert "at org.apache" in (tmp_path / "logs" / "featurelake.log").read_text()

@@ -70,11 +70,11 @@ def test_the_databricks_bundle_runs_the_wheel_entry_point_with_parameters_the_co
 
     parameters = [_resolve(p, variables) for p in wheel_task["parameters"]]
     cfg = load_config(parameters)  # every override names a real key with a valid value
-    assert (cfg.job.name, cfg.spark.mode, cfg.tracking.uri) == ("flights", "databricks", "databricks")
+    assert (cfg.job.name, cfg.spark.mode, cfg.tracking.uri) == ("features", "databricks", "databricks")
     assert cfg.tracking.experiment_name.startswith("/") and cfg.tracking.artifact_location == ""
     root = _resolve("${var.root}", variables)
     written = [
-        cfg.source.staging_dir,
+        cfg.pipeline.staging_dir,
         cfg.sink.path,
         cfg.quality.quarantine_path,
         cfg.quality.metrics_path,

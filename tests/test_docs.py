@@ -10,7 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
-REFERENCE = ("features", "data-quality", "versioning-and-training-sets", "experiments", "operations", "benchmarks")
+REFERENCE = (
+    "bring-your-own-data",
+    "features",
+    "data-quality",
+    "versioning-and-training-sets",
+    "experiments",
+    "operations",
+    "benchmarks",
+)
 
 _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _CODE = re.compile(r"`[^`\n]*`")

@@ -32,13 +32,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.embedded import package_data_folder
-from engine.datasets.flights.job import FLIGHTS
 from engine.errors import SourceError, ValidationFailed
 from engine.features.table import feature_names
 from engine.observability.metrics import read_textfile
+from engine.pipeline.features import FEATURES
 from engine.pipeline.runner import execute
 from engine.pipeline.training_set import TRAINING_SET
-from tests.conftest import SAMPLE, SMALL_MODELS, job_config, json_log, log_events
+from tests.conftest import JANUARY, SAMPLE, SMALL_MODELS, job_config, json_log, log_events
 
 SPARK_HOME = Path(pyspark.__file__).parent
 VENV_BIN = Path(sys.executable).parent
@@ -48,10 +48,10 @@ def test_writes_the_feature_table(spark: SparkSession, first_run, week: pd.DataF
     cfg, result = first_run
     table = spark.read.format("delta").option("versionAsOf", 0).load(cfg.sink.path)
     assert result["commit"].version == 0
-    assert result["flights"].rows == len(week)
+    assert result["sources"]["flights"].rows == len(week)
     assert result["commit"].rows_written == table.count() == len(week)
     features = [f["name"] for f in json.loads(result.record_path.read_text())["feature_schema"]["features"]]
-    weather = [f"weather_{c}" for c in cfg.features.weather_columns]
+    weather = cfg.pipeline.joins[0].output_names()
     assert features == [*feature_names(cfg.features), *weather]
     assert len(features) == 4 * 4 * 3 + 2 + 2 + 4 + 2 + 4
     assert table.columns[:11] == [
@@ -77,8 +77,8 @@ def test_validation_report_and_run_record(first_run) -> None:
     record = json.loads(Path(result.record_path).read_text())
     assert record["validation_report"]["passed"] is True
     assert {c["name"] for c in record["validation_report"]["checks"]} >= {"flight_key_unique", "origin_allowed"}
-    assert [s["stage"] for s in record["pipeline_definition"]] == [s.name for s in FLIGHTS.stages]
-    verify = {"stage": "verify", "reads": ["prepared", "flights", "weather"], "writes": "validated"}
+    assert [s["stage"] for s in record["pipeline_definition"]] == [s.name for s in FEATURES.stages]
+    verify = {"stage": "verify", "reads": ["prepared", "sources"], "writes": "validated"}
     assert record["pipeline_definition"][2] == verify
     assert record["status"] == "succeeded" and [s["name"] for s in record["stages"]] == [
         s.name for s in result.stages.runs
@@ -105,7 +105,7 @@ def test_reports_list_every_configured_check(first_run) -> None:
     parser = _CheckRows()
     published = result["published"]
     parser.feed(published.html_path.read_text())
-    configured = [c.name for c in [*cfg.checks.flights, *cfg.checks.weather]]
+    configured = [c.name for c in [*cfg.pipeline.sources[0].checks, *cfg.pipeline.sources[1].checks]]
     assert sorted(parser.rows) == sorted(configured)
     assert set(parser.rows.values()) <= {"passed", "warning"}
     report = json.loads(published.json_path.read_text())
@@ -202,7 +202,7 @@ def test_the_run_is_observable(first_run, week: pd.DataFrame) -> None:
     assert events["feature_computed", "flights"]["record_count"] == result["commit"].rows_written
     assert events["materialization_done", cfg.sink.path]["record_count"] == result["commit"].rows_written
     assert events["freshness_lag", "flights"]["lag_seconds"] == lag
-    assert events["quality_scored", "weather"]["record_count"] == result["weather"].rows
+    assert events["quality_scored", "weather"]["record_count"] == result["sources"]["weather"].rows
 
     client = MlflowClient(cfg.tracking.uri)
     logged = client.get_run(result.run_id).data.metrics
@@ -268,7 +268,7 @@ def rerun(spark: SparkSession, first_run, week_source: list[str]):
     """The chain's second link: the same week again, after the training set read version 0."""
     cfg, _ = first_run
     again = job_config(Path(cfg.sink.path).parents[1], *week_source, "experiment=none", SAMPLE)
-    return again, execute(FLIGHTS, again, spark)
+    return again, execute(FEATURES, again, spark)
 
 
 def test_rerun_adds_version_one_and_time_travel(spark: SparkSession, first_run, rerun, week: pd.DataFrame) -> None:
@@ -292,7 +292,7 @@ def test_stale_source_serves_the_previous_version(
     stale = job_config(root, *week_source, "experiment=none", "quality.as_of=2016-01-01T00:00:00")
     table = Path(cfg.sink.path).resolve()
     before = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").count()
-    result = execute(FLIGHTS, stale, spark)
+    result = execute(FEATURES, stale, spark)
     report, commit = result["published"].report, result["commit"]
     assert report.outcome == "use_cached_features"
     assert [c.name for c in report.failed] == ["flights_fresh"]
@@ -305,17 +305,23 @@ def test_stale_source_serves_the_previous_version(
     assert json.loads(result["published"].json_path.read_text())["outcome"] == "use_cached_features"
 
 
-def test_unreadable_csv_fails_without_a_commit(spark: SparkSession, tmp_path: Path) -> None:
+def test_a_header_unlike_the_declared_schema_fails_before_any_read(spark: SparkSession, tmp_path: Path) -> None:
     source = tmp_path / "source"
     source.mkdir()
-    (source / "flights.csv").write_text("year,month,day\n2013,not-a-month,1\n")
+    (source / "flights.csv").write_text("year,mnth,day\n2013,1,1\n")
     (source / "weather.csv").write_text("origin,time_hour\n")
-    cfg = job_config(tmp_path, f"source.path={source}", "source.flights_file=flights.csv", "experiment=none")
-    with pytest.raises(SourceError, match="cannot read source flights"):
-        execute(FLIGHTS, cfg, spark)
+    cfg = job_config(
+        tmp_path,
+        f"pipeline.params.data={source}",
+        f"pipeline.sources.0.path={source / 'flights.csv'}",
+        "experiment=none",
+    )
+    message = "source flights: the header of .* does not match the declared schema: column 2 is 'mnth'"
+    with pytest.raises(SourceError, match=f"{message}, the schema says 'month'$"):
+        execute(FEATURES, cfg, spark)
     assert not Path(cfg.sink.path).exists()
     record = json.loads(next((tmp_path / "runs").glob("flights-*.json")).read_text())
-    assert record["status"] == "failed" and record["error"].startswith("SourceError: cannot read source flights")
+    assert record["status"] == "failed" and record["error"].startswith("SourceError: source flights: the header")
     assert [s["name"] for s in record["stages"]] == []
 
 
@@ -325,15 +331,15 @@ def test_blocking_check_failure_writes_nothing(
     cfg = job_config(
         tmp_path,
         *week_source,
-        "checks.flights.3.threshold=1.0",
-        "checks.flights.3.action=halt_pipeline",
+        "pipeline.sources.0.checks.3.threshold=1.0",
+        "pipeline.sources.0.checks.3.action=halt_pipeline",
         "experiment=none",
     )
     with (
         json_log(tmp_path / "logs" / "featurelake.log") as log,
         pytest.raises(ValidationFailed, match="dep_delay_mostly_complete"),
     ):
-        execute(FLIGHTS, cfg, spark)
+        execute(FEATURES, cfg, spark)
     assert not Path(cfg.sink.path).exists()
     failed = [e for e in log_events(log) if e["event"] == "validation_failed"]
     assert [(e["check"], e["data_source"], e["severity"], e["record_count"]) for e in failed] == [
@@ -352,7 +358,7 @@ def test_blocking_check_failure_writes_nothing(
     assert record["validation_report"]["passed"] is False
     assert record["validation_report"]["outcome"] == "halt"
     assert record["status"] == "failed" and record["error"].startswith("ValidationFailed: 1 blocking check(s)")
-    assert [s["name"] for s in record["stages"]] == ["read_flights", "read_weather", "verify"]
+    assert [s["name"] for s in record["stages"]] == ["check", "read", "verify"]
     assert len(list((tmp_path / "reports").glob("*.html"))) == 1
     assert not (tmp_path / "delta" / "quarantine").exists()
 
@@ -371,7 +377,7 @@ def _flights_folder(folder: Path, lines: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def first_day(week_source: list[str]) -> list[str]:
     """The first 400 flights of the week, as shipped."""
-    folder = Path(week_source[0].removeprefix("source.path="))
+    folder = Path(week_source[0].removeprefix("pipeline.params.data="))
     with zipfile.ZipFile(folder / "flights.csv.zip") as archive:
         return archive.read(archive.namelist()[0]).decode().splitlines()[1:401]
 
@@ -397,8 +403,8 @@ def test_a_malformed_line_and_a_future_flight_are_quarantined_and_the_run_goes_o
     february = _malformed(first_day[30].replace("2013,1,1,", "2013,2,1,", 1))  # not in the slice read
     lines = [bad, future, february, *first_day[:10], *first_day[11:20], *first_day[21:30], *first_day[31:]]
     source = _flights_folder(tmp_path / "source", lines)
-    cfg = job_config(tmp_path, f"source.path={source}", "source.months=[1]", "experiment=none")
-    result = execute(FLIGHTS, cfg, spark)
+    cfg = job_config(tmp_path, f"pipeline.params.data={source}", JANUARY, "experiment=none")
+    result = execute(FEATURES, cfg, spark)
     report = result["published"].report
     by_name = {c.name: c for c in report.checks}
     assert report.malformed["flights"] == 1 and by_name["flights_malformed_lines"].status == "passed"
@@ -421,9 +427,9 @@ def test_too_many_malformed_lines_halt_before_any_write(
 ) -> None:
     lines = [_malformed(line) if i % 20 == 0 else line for i, line in enumerate(first_day)]  # 5% > 1%
     source = _flights_folder(tmp_path / "source", lines)
-    cfg = job_config(tmp_path, f"source.path={source}", "experiment=none")
+    cfg = job_config(tmp_path, f"pipeline.params.data={source}", "experiment=none")
     with pytest.raises(ValidationFailed, match=r"1 blocking check\(s\) failed: flights_malformed_lines; nothing"):
-        execute(FLIGHTS, cfg, spark)
+        execute(FEATURES, cfg, spark)
     assert not Path(cfg.sink.path).exists() and not Path(cfg.quality.quarantine_path).exists()
     report = json.loads(next((tmp_path / "reports").glob("*.json")).read_text())
     (check,) = [c for c in report["checks"] if c["name"] == "flights_malformed_lines"]

@@ -9,16 +9,15 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from engine.datasets.flights.job import build_features
-from engine.datasets.flights.source import locate_sources, read_flights, read_weather
-from tests.conftest import SLICE, job_config
+from engine.pipeline.features import build_features, prepare
+from engine.sources.files import read_source
+from tests.conftest import job_config
 
 
 def test_future_outcomes_never_reach_features(spark: SparkSession, tmp_path, week_source: list[str]) -> None:
-    cfg = job_config(tmp_path, *week_source)
-    files = locate_sources(cfg.source)
-    flights = read_flights(spark, files.flights, [], list(SLICE)).cache()
-    weather = read_weather(spark, files.weather)
+    cfg = job_config(tmp_path, *week_source, "experiment=none")
+    pipeline = prepare(cfg).pipeline
+    flights, weather = (read_source(spark, s, list(pipeline.days)).well_formed for s in pipeline.sources)
     rows = flights.count()
     sched = F.unix_timestamp("time_hour") + F.col("minute") * 60
     departed = sched + F.col("dep_delay") * 60
@@ -33,7 +32,7 @@ def test_future_outcomes_never_reach_features(spark: SparkSession, tmp_path, wee
     assert perturbed.where(departed >= cut).count() > rows / 3  # the perturbation really changes many outcomes
 
     def known_before_cut(source: DataFrame) -> DataFrame:
-        features = build_features(source, weather, cfg).drop("label")
+        features = build_features({"flights": source, "weather": weather}, pipeline, cfg.features).drop("label")
         return features.where(F.unix_timestamp("sched_dep_ts") <= cut)
 
     original = known_before_cut(flights).cache()

@@ -33,7 +33,7 @@ from engine.resilience.circuit import CircuitBreaker, CircuitOpen
 from engine.resilience.errors import RATE_LIMITED, TIMEOUT, UNAVAILABLE, TransientSourceError, transient_reason
 from engine.resilience.retry import SourceUnavailable, backoff, call_with_retry
 from jobs.run import run
-from tests.conftest import REPO, job_config, json_log, log_events
+from tests.conftest import FEBRUARY, JANUARY, REPO, job_config, json_log, log_events
 
 
 class FlakySource(ThreadingHTTPServer):
@@ -103,9 +103,9 @@ def source(served: tuple[Path, dict[int, int]]) -> Iterator[FlakySource]:
 def remote_job(tmp: Path, server: FlakySource, *overrides: str):
     return job_config(
         tmp,
-        f"source.path={server.url}",
-        f"source.staging_dir={tmp / 'staging'}",
-        "source.months=[1]",
+        f"pipeline.params.data={server.url}",
+        f"pipeline.staging_dir={tmp / 'staging'}",
+        JANUARY,
         "experiment=none",
         *overrides,
     )
@@ -213,8 +213,8 @@ def test_a_source_that_keeps_failing_opens_the_circuit_and_the_rerun_fails_fast(
 ) -> None:
     source.always_fail = {"weather.csv": 503}
     args = [
-        f"source.path={source.url}",
-        f"source.staging_dir={tmp_path / 'staging'}",
+        f"pipeline.params.data={source.url}",
+        f"pipeline.staging_dir={tmp_path / 'staging'}",
         f"resilience.state_dir={tmp_path / 'state'}",
         f"job.log_dir={tmp_path / 'logs'}",
         f"observability.metrics.textfile_dir={tmp_path / 'metrics'}",
@@ -257,7 +257,7 @@ def test_sigkill_mid_write_leaves_the_previous_version_and_the_rerun_adds_no_dup
     february = [
         *(f"{k}={v}" for k, v in _overrides(tmp_path, source).items()),
         "sink.mode=append",
-        "source.months=[2]",
+        FEBRUARY,
         "spark.driver_memory=2g",
     ]
     job = subprocess.Popen(
@@ -279,7 +279,7 @@ def test_sigkill_mid_write_leaves_the_previous_version_and_the_rerun_adds_no_dup
     assert history.count() == 1  # Delta never committed the killed write
     assert spark.read.format("delta").load(str(table)).count() == per_month[1]
 
-    rerun = remote_job(tmp_path, source, "sink.mode=append", "source.months=[2]", "quality.drift.enabled=false")
+    rerun = remote_job(tmp_path, source, "sink.mode=append", FEBRUARY, "quality.drift.enabled=false")
     written = int(re.search(r"features: +([\d,]+) rows written", run(rerun, spark))[1].replace(",", ""))
     rows = spark.read.format("delta").load(str(table))
     assert DeltaTable.forPath(spark, str(table)).history().count() == 2
@@ -293,8 +293,8 @@ def _overrides(tmp: Path, server: FlakySource) -> dict[str, str]:
     """The remote job's overrides as a subprocess gets them (the same paths as `remote_job`)."""
     cfg = remote_job(tmp, server)
     return {
-        "source.path": cfg.source.path,
-        "source.staging_dir": cfg.source.staging_dir,
+        "pipeline.params.data": cfg.pipeline.params["data"],
+        "pipeline.staging_dir": cfg.pipeline.staging_dir,
         "experiment": "none",
         "sink.path": cfg.sink.path,
         "tracking.uri": cfg.tracking.uri,

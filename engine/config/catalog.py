@@ -36,7 +36,8 @@ def _description(name: str, option: str, config_dirs: list[Path]) -> str:
         source = root / name / f"{option}.yaml"
         if source.is_file():
             lines = source.read_text().splitlines()
-            comment = " ".join(line.removeprefix("#").strip() for line in takewhile(lambda x: x.startswith("#"), lines))
+            opening = takewhile(lambda x: x.startswith("#"), lines)
+            comment = " ".join(c.removeprefix("#").strip() for c in opening if not c.startswith("# @package"))
             return comment.split(". ", 1)[0].removesuffix(".")
     return ""
 

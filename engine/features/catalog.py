@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from engine.config.durations import duration_seconds
 from engine.config.features import FeaturesConfig
+from engine.config.pipeline import JoinConfig
 from engine.features.calendar import time_feature_names
 from engine.features.compile import MICROS
 from engine.features.table import compile_features
 
 
-def feature_schema(table: DataFrame, cfg: FeaturesConfig, entity_keys: list[str], label: str | None) -> dict:
-    """Describe each feature column of `table` as declared by `cfg` (no Spark job runs)."""
+def feature_schema(
+    table: DataFrame,
+    cfg: FeaturesConfig,
+    entity_keys: list[str],
+    label: str | None,
+    joins: list[JoinConfig] | tuple[JoinConfig, ...] = (),
+) -> dict:
+    """Describe each feature column of `table` as declared by `cfg` and the joins (no Spark job runs)."""
     types = {f.name: f.dataType.simpleString() for f in table.schema.fields}
     features = []
     for plan in compile_features(cfg):
@@ -45,12 +53,14 @@ def feature_schema(table: DataFrame, cfg: FeaturesConfig, entity_keys: list[str]
     ]
     features += [
         {
-            "name": f"weather_{c}",
-            "type": types[f"weather_{c}"],
-            "description": f"{c} of the latest hourly weather at the origin at or before {cfg.timestamp}",
-            "entity_keys": ["origin"],
-            "ttl_seconds": None,
+            "name": f"{join.prefix}{c}",
+            "type": types[f"{join.prefix}{c}"],
+            "description": f"{c} of the latest {join.source} row with the same {', '.join(join.keys)} "
+            f"at or before {cfg.timestamp}",
+            "entity_keys": list(join.keys),
+            "ttl_seconds": duration_seconds(join.ttl, "ttl") if join.ttl else None,
         }
-        for c in cfg.weather_columns
+        for join in joins
+        for c in join.columns
     ]
     return {"entity_keys": entity_keys, "timestamp": cfg.timestamp, "label": label, "features": features}

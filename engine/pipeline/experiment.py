@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from engine.config.features import FeaturesConfig
 from engine.config.schema import FeaturelakeConfig, SchemaPolicy, SinkMode
 from engine.experiments.dataset import TableVersion
 from engine.experiments.models import check_model
@@ -31,14 +30,15 @@ def check_experiment(cfg: FeaturelakeConfig) -> list[VariantPlan]:
         return []
     for model in cfg.experiment.models:
         check_model(model.name, dict(model.params), cfg.experiment.metric, cfg.experiment.search)
-    return plan_variants(list(cfg.experiment.variants), cfg.features)
+    joins = list(cfg.pipeline.joins) if cfg.pipeline is not None else []
+    return plan_variants(list(cfg.experiment.variants), cfg.features, joins)
 
 
 def compute_variants(
     spark: SparkSession,
     cfg: FeaturelakeConfig,
     base: TableVersion,
-    compute: Callable[[FeaturesConfig], DataFrame] | None,
+    compute: Callable[[VariantPlan], DataFrame] | None,
     commit_info: Mapping[str, str],
     identity: Mapping[str, object],
 ) -> dict[str, VariantData]:
@@ -72,7 +72,7 @@ def compute_variants(
                 schema_policy=SchemaPolicy.REPLACE,
                 merge_keys=[],
             )
-            commit = write_delta(compute(plan.features_config), sink, commit_info, {**identity, "variant": plan.key})
+            commit = write_delta(compute(plan), sink, commit_info, {**identity, "variant": plan.key})
             computed[plan.key] = TableVersion(str(Path(commit.path).resolve()), commit.version)
         data[plan.name] = VariantData(computed[plan.key], plan.features, rows)
     return data

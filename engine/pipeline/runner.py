@@ -56,12 +56,14 @@ class Stage:
 
 @dataclass(frozen=True)
 class Job:
-    """A job's declaration: what to check before Spark, its MLflow run name, and its stages."""
+    """A job's declaration: what to check before Spark, its MLflow run name, its label (naming the run's
+    metrics, log context and record file), and its stages."""
 
     name: str
     prepare: Callable[[FeaturelakeConfig], Any]
     stages: tuple[Stage, ...]
     run_name: Callable[[FeaturelakeConfig, Any], str] = lambda cfg, _: cfg.job.name
+    label: Callable[[FeaturelakeConfig], str] = lambda cfg: cfg.job.name
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
@@ -156,7 +158,7 @@ def run_job(job: Job, spark: SparkSession, cfg: FeaturelakeConfig, prepared: Any
             record.stages = stages.runs
             try:
                 mlflow.log_metrics({f"stage_seconds_{s.name}": s.seconds for s in stages.runs})
-                record_path = write_run_record(cfg.job, run_id, record.to_dict())
+                record_path = write_run_record(cfg.job, run_id, record.to_dict(), job.label(cfg))
             except Exception:
                 if record.status is not RunStatus.FAILED:
                     raise
@@ -178,7 +180,7 @@ def execute(job: Job, cfg: FeaturelakeConfig, spark: SparkSession | None = None)
     from engine.observability.run import observed_pipeline
 
     check_table_paths(tables_written(cfg))
-    with observed_pipeline(cfg.observability, cfg.tracking, cfg.job.name):
+    with observed_pipeline(cfg.observability, cfg.tracking, job.label(cfg)):
         try:
             prepared = job.prepare(cfg)
             if spark is not None:

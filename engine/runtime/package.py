@@ -69,8 +69,11 @@ def build_wheel(dist: Path, repo: Path = REPO) -> Path:
     return dist / wheel_name(repo)
 
 
-def submit_command(wheel: Path, master: str, overrides: list[str], jar_cache: Path) -> list[str]:
-    """The spark-submit command line: the master, the jars, the wheel, the launcher and the job's overrides.
+def submit_command(
+    wheel: Path, master: str, overrides: list[str], jar_cache: Path, config_dirs: list[Path] | None = None
+) -> list[str]:
+    """The spark-submit command line: the master, the jars, the wheel, the launcher, the folders of the
+    user's declarations (which the driver reads) and the job's overrides.
 
     The jars are the manifest's coordinates as scripts/setup resolved them (without what Spark ships),
     passed with `--jars`: spark-submit uploads them to the cluster, and no second resolver (Ivy, for
@@ -89,6 +92,7 @@ def submit_command(wheel: Path, master: str, overrides: list[str], jar_cache: Pa
         "--driver-java-options",
         f"-Dlog4j2.configurationFile=file:{dist / 'log4j2.properties'}",
         str(dist / LAUNCHER),
+        *(f"--config-dir={folder.resolve()}" for folder in config_dirs or []),
         "spark=cluster",
         *overrides,
     ]
@@ -101,11 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", type=Path, default=REPO / "dist", help="where the wheel goes (default: dist/)")
     parser.add_argument("--master", default="spark://HOST:7077", help="the cluster's master URL")
     parser.add_argument("--jar-cache", type=Path, default=REPO / ".cache" / "jars", help="scripts/setup's jar cache")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the job, e.g. job=flights")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--config-dir", action="append", type=Path, default=[], dest="config_dirs", help="a folder of declarations"
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the job, e.g. pipeline=flights")
+    args = parser.parse_intermixed_args(argv)
     try:
         wheel = build_wheel(args.dist)
-        command = submit_command(wheel, args.master, args.overrides, args.jar_cache)
+        command = submit_command(wheel, args.master, args.overrides, args.jar_cache, args.config_dirs)
     except SetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Source edge: datasets read from parquet, csv, json, avro or delta, each with an explicit schema.
+"""Source edge: datasets read from parquet, csv, json, avro, orc or delta, each with an explicit schema.
 
 CSV and JSON are read in permissive mode with a corrupt-record column: a malformed line becomes
 a row holding the raw text, which the pipeline counts and quarantines. Reading never drops a
@@ -8,20 +8,25 @@ schema checks run before any data is scanned.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import replace
 from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.config.quality import FileSourceConfig
+from engine.config.resilience import ResilienceConfig
 from engine.errors import ConfigError, SourceError
 from engine.quality.inputs import CORRUPT, SourceData
 from engine.quality.sampling import stored_row_groups
 from engine.sources.materialize import materialize, root_cause
+from engine.sources.remote import fetch, is_remote
+from engine.sources.staging import stage_file
 
 _TYPES = {
     "tinyint": T.ByteType(),
@@ -74,7 +79,7 @@ def declared_schema(cfg: FileSourceConfig) -> T.StructType | None:
 def check_source(cfg: FileSourceConfig) -> None:
     """Before Spark starts: a local path must exist, the schema must parse, and the reader options must
     not drop lines."""
-    if "://" not in cfg.path and not Path(cfg.path).exists():
+    if "://" not in cfg.path and not cfg.path.startswith("dbfs:") and not Path(cfg.path).exists():
         raise SourceError(f"source {cfg.name}: path not found: {cfg.path}")
     if cfg.options.get("mode", "PERMISSIVE").upper() != "PERMISSIVE":
         raise ConfigError(f"source {cfg.name}.options.mode: only PERMISSIVE (malformed lines are quarantined)")
@@ -92,9 +97,13 @@ def _reader(spark: SparkSession, cfg: FileSourceConfig, schema: T.StructType | N
             reader = reader.option("header", cfg.options.get("header", "true"))
     elif schema is not None:
         reader = reader.schema(schema)
+    return _pinned(reader, cfg).load(cfg.path)
+
+
+def _pinned(reader: DataFrameReader, cfg: FileSourceConfig) -> DataFrameReader:
     if cfg.version is not None:
-        reader = reader.option("versionAsOf", cfg.version)
-    return reader.load(cfg.path)
+        return reader.option("versionAsOf", cfg.version)
+    return reader.option("timestampAsOf", cfg.timestamp_as_of) if cfg.timestamp_as_of else reader
 
 
 def stored_schema(spark: SparkSession, cfg: FileSourceConfig) -> T.StructType:
@@ -107,20 +116,64 @@ def stored_schema(spark: SparkSession, cfg: FileSourceConfig) -> T.StructType:
             header = spark.read.options(**cfg.options).option("header", "true").csv(cfg.path).columns
             types = {f.name: f.dataType for f in declared.fields}
             return T.StructType([T.StructField(c, types.get(c, T.StringType())) for c in header])
-        reader = spark.read.format(cfg.format)
-        if cfg.version is not None:
-            reader = reader.option("versionAsOf", cfg.version)
-        return reader.load(cfg.path).schema
+        return _pinned(spark.read.format(cfg.format), cfg).load(cfg.path).schema
     except (PySparkException, Py4JJavaError) as err:
         raise SourceError(f"cannot read source {cfg.name} ({cfg.format} at {cfg.path}): {root_cause(err)}") from err
 
 
-def read_source(spark: SparkSession, cfg: FileSourceConfig) -> SourceData:
+def _kept(df: DataFrame, condition: Column) -> DataFrame:
+    """Rows meeting `condition`; a malformed line whose condition cannot be decided (its columns are null)
+    is kept too, so that it is counted and quarantined rather than lost."""
+    if CORRUPT in df.columns:
+        condition = condition | (F.col(CORRUPT).isNotNull() & condition.isNull())
+    return df.where(condition)
+
+
+def sliced(df: DataFrame, cfg: FileSourceConfig, days: list[str] | None = None) -> DataFrame:
+    """The source's rows kept by its `filter` and, with `days`, of those days by its `day` expression."""
+    if cfg.filter:
+        df = _kept(df, F.expr(cfg.filter))
+    if days and cfg.day:
+        first, last = (F.lit(str(d)).cast("date") for d in days)
+        df = _kept(df, F.expr(cfg.day).between(first, last))
+    return df
+
+
+def read_source(
+    spark: SparkSession, cfg: FileSourceConfig, days: list[str] | None = None, *, allow_empty: bool = True
+) -> SourceData:
     """Read, cache and count a source in one scan (rows and malformed lines together), and list its stored
-    row groups (Parquet and Delta: metadata only) for the statistical layer's sample."""
+    row groups (Parquet and Delta: metadata only) for the statistical layer's sample. A filtered or
+    sliced source has no stored row groups to sample: its rows are a subset of them."""
     schema = stored_schema(spark, cfg)
-    data = materialize(
-        _reader(spark, cfg, declared_schema(cfg)), cfg.name, location=f"{cfg.format} at {cfg.path}", allow_empty=True
-    )
-    row_groups = stored_row_groups(cfg.format, cfg.path, cfg.version) if not data.malformed else None
+    df = sliced(_reader(spark, cfg, declared_schema(cfg)), cfg, days)
+    data = materialize(df, cfg.name, location=f"{cfg.format} at {cfg.path}", allow_empty=allow_empty)
+    whole = not cfg.filter and not (days and cfg.day) and not cfg.timestamp_as_of
+    row_groups = stored_row_groups(cfg.format, cfg.path, cfg.version) if whole and not data.malformed else None
     return replace(data, stored_schema=schema, row_groups=row_groups)
+
+
+def locate(cfg: FileSourceConfig, staging_dir: Path, resilience: ResilienceConfig, task: str) -> FileSourceConfig:
+    """The source as Spark will read it, before Spark starts: an http(s) file fetched (with retries, behind
+    the source's circuit), a local `.zip` extracted, both into the staging folder; other paths as given.
+    A missing local path fails here."""
+    if is_remote(cfg.path):
+        fetched = fetch(cfg.path, source=cfg.name, task=task, staging_dir=staging_dir, cfg=resilience)
+        return replace(cfg, path=str(stage_file(fetched, fetched.parent)))
+    check_source(cfg)
+    if cfg.path.endswith(".zip") and "://" not in cfg.path:
+        return replace(cfg, path=str(stage_file(Path(cfg.path), staging_dir)))
+    return cfg
+
+
+def fingerprint(cfg: FileSourceConfig) -> str:
+    """What identifies the source's content in a write's identity: a local file's or folder's paths, sizes and
+    modification times, the pinned version of a table. A source on remote storage has no fingerprint
+    here (empty), so a write reading it is never taken for a repeat."""
+    path = Path(cfg.path)
+    if "://" in cfg.path or cfg.path.startswith("dbfs:") or not path.exists():
+        return ""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    listing = "\n".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    pinned = f"@{cfg.version}" if cfg.version is not None else f"@{cfg.timestamp_as_of}"
+    return hashlib.sha256(f"{listing}{pinned}".encode()).hexdigest()[:24]

@@ -67,9 +67,10 @@ def write_json(path: Path, content: dict) -> None:
     path.write_text(json.dumps(content, indent=2, default=str))
 
 
-def write_run_record(job: JobConfig, run_id: str, record: dict) -> Path:
-    """Write the run record JSON under the job's record dir and attach it to the active run."""
-    path = Path(job.run_record_dir) / f"{job.name}-{run_id}.json"
+def write_run_record(job: JobConfig, run_id: str, record: dict, label: str) -> Path:
+    """Write the run record JSON (`<label>-<run id>.json`) under the job's record dir and attach it to the
+    active run."""
+    path = Path(job.run_record_dir) / f"{label}-{run_id}.json"
     write_json(path, record)
     mlflow.log_artifact(str(path), artifact_path="run_record")
     return path

@@ -1,4 +1,4 @@
-"""As-of weather join against a pure-Python reference."""
+"""The enrichment join (the flights pipeline's weather) against a pure-Python reference."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from engine.datasets.flights.weather import weather_as_of
+from engine.config.pipeline import JoinConfig
+from engine.features.enrich import join_as_of
 
 UTC = dt.UTC
+JOIN = JoinConfig(
+    source="weather", keys=["origin"], timestamp="time_hour", columns=["temp", "visib"], prefix="weather_"
+)
 FLIGHTS = T.StructType(
     [
         T.StructField("flight_id", T.StringType()),
@@ -48,14 +52,19 @@ def test_latest_observation_at_or_before_departure(spark: SparkSession) -> None:
     rows = [(fid, origin, dt.datetime.fromtimestamp(sched, UTC)) for fid, origin, sched in flights]
 
     frame, observations = spark.createDataFrame(rows, FLIGHTS), spark.createDataFrame(weather, WEATHER)
-    got = {
-        r["flight_id"]: (r["weather_temp"], r["weather_visib"])
-        for r in weather_as_of(frame, observations, ["temp", "visib"]).collect()
-    }
+
+    def joined(df, join: JoinConfig = JOIN, points=None) -> dict:
+        result = join_as_of(df, observations, join, "sched_dep_ts", points=points)
+        return {r["flight_id"]: (r["weather_temp"], r["weather_visib"]) for r in result.collect()}
+
+    got = joined(frame)
     # the same flights with a column added, their points read from the frame before it
-    widened = weather_as_of(frame.withColumn("extra", F.lit(1)), observations, ["temp", "visib"], points=frame)
-    assert {r["flight_id"]: (r["weather_temp"], r["weather_visib"]) for r in widened.collect()} == got
+    assert joined(frame.withColumn("extra", F.lit(1)), points=frame) == got
+    within_2h = joined(frame, JoinConfig(**{**JOIN.__dict__, "ttl": "2h"}))
     for fid, origin, sched in flights:
         seen = [w for w in weather if w[0] == origin and w[1].timestamp() <= sched]
         latest = max(seen, key=lambda w: w[1]) if seen else None
         assert got[fid] == ((latest[2], latest[3]) if latest else (None, None)), fid
+        fresh = latest is not None and sched - latest[1].timestamp() <= 2 * 3600
+        assert within_2h[fid] == (got[fid] if fresh else (None, None)), fid
+    assert sum(v != (None, None) for v in got.values()) > sum(v != (None, None) for v in within_2h.values())

@@ -1,14 +1,16 @@
-"""The flights job: read -> verify -> features -> write -> experiment, declared as stages.
+"""The feature job of a declared pipeline: read -> verify -> features -> write -> experiment, as stages.
 
-A halting check stops the run before any write (the report is still published); quarantined rows
-go to the quarantine table and the rest continue; a stale source serves the last good version.
+Every source is located before Spark starts and its declaration checked against its stored schema
+before any data is read. A halting check stops the run before any write (the report is still
+published); quarantined rows go to the quarantine table and the rest continue; a stale source serves
+the feature table's last good version.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -17,16 +19,18 @@ import mlflow
 from pyspark.sql import DataFrame
 
 from engine.config.features import FeaturesConfig
+from engine.config.pipeline import JoinConfig, PipelineConfig
 from engine.config.schema import FeaturelakeConfig
-from engine.datasets.flights.events import prepare_flights
-from engine.datasets.flights.source import SourceFiles, locate_sources, read_flights, read_weather
-from engine.datasets.flights.weather import weather_as_of
-from engine.errors import ValidationFailed
+from engine.errors import ConfigError, ValidationFailed
 from engine.experiments.dataset import TableVersion
 from engine.experiments.sweep import SweepResult
+from engine.experiments.variants import VariantPlan, joined_names
 from engine.features.catalog import feature_schema
+from engine.features.enrich import join_as_of
+from engine.features.events import LABEL, with_event_columns
 from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
 from engine.observability.events import emit
+from engine.pipeline.declaration import check_declaration
 from engine.pipeline.experiment import (
     SweepInputs,
     check_experiment,
@@ -45,60 +49,70 @@ from engine.quality.validation import Validated, validate
 from engine.quality.verify import ValidationReport
 from engine.resilience.retry import read_resiliently
 from engine.sinks.delta import Commit, latest_version, write_delta
-from engine.sources.materialize import materialize
+from engine.sources.files import fingerprint, locate, read_source
 from engine.tracking.mlflow_runs import log_delta_input, write_json
 
 log = logging.getLogger("engine.pipeline")
 
-ID_COLUMNS = ["flight_id", "year", "month", "day", "carrier", "flight", "tailnum", "origin", "dest", "sched_dep_ts"]
+
+@dataclass(frozen=True)
+class Located:
+    """The pipeline with each source where Spark reads it (fetched or extracted into the staging folder)."""
+
+    pipeline: PipelineConfig
+
+    def fingerprint(self) -> dict[str, str]:
+        """Each source's content fingerprint: part of a write's identity."""
+        return {s.name: fingerprint(s) for s in self.pipeline.sources}
 
 
-def prepare(cfg: FeaturelakeConfig) -> SourceFiles:
-    """Before Spark: the experiment compiles and the source files exist."""
+def prepare(cfg: FeaturelakeConfig) -> Located:
+    """Before Spark: a pipeline is selected, the experiment compiles, and every source exists (remote
+    files fetched, archives extracted)."""
+    if cfg.pipeline is None:
+        raise ConfigError("pipeline: no pipeline selected (pipeline=<name>)")
     check_experiment(cfg)
-    return locate_sources(cfg.source, cfg.resilience, task=cfg.job.name)
+    pipeline = cfg.pipeline
+    staging = Path(pipeline.staging_dir)
+    sources = [locate(s, staging, cfg.resilience, task=f"{cfg.job.name}-{pipeline.name}") for s in pipeline.sources]
+    return Located(replace(pipeline, sources=sources))
 
 
-def build_features(flights: DataFrame, weather: DataFrame, cfg: FeaturelakeConfig) -> DataFrame:
-    """The feature table: one row per flight, keys, label, windowed and weather features."""
-    prepared = flights.transform(prepare_flights, cfg.job)
-    table = prepared.transform(feature_table, cfg.features).transform(
-        weather_as_of, weather, list(cfg.features.weather_columns), points=prepared
-    )
-    weather_columns = [f"weather_{c}" for c in cfg.features.weather_columns]
-    features = [*feature_names(cfg.features), *weather_columns]
-    return table.select(*ID_COLUMNS, "label", *features, PARTITION_COLUMN)
+def check(ctx: RunContext, located: Located) -> None:
+    """The declaration against the sources' stored schemas (headers, footers, the Delta log): a column no
+    source has, or an expression Spark cannot parse, fails here, before any data is read."""
+    check_declaration(ctx.spark, ctx.cfg, located.pipeline)
 
 
-def read_source(
-    name: str, read: Callable[[RunContext, SourceFiles], DataFrame]
-) -> Callable[[RunContext, SourceFiles], SourceData]:
-    """A stage reading one source (retried behind its circuit), cached and counted in one scan."""
+def read(ctx: RunContext, located: Located) -> dict[str, SourceData]:
+    """Every source read (retried behind its circuit), cached and counted in one scan each."""
+    days = list(located.pipeline.days)
+    data = {}
+    for source in located.pipeline.sources:
+        data[source.name] = read_resiliently(
+            lambda s=source: read_source(ctx.spark, s, days, allow_empty=False),
+            source=source.name,
+            cfg=ctx.cfg.resilience,
+        )
+        mlflow.log_metric(f"rows_read_{source.name}", data[source.name].rows)
+    return data
 
-    def stage(ctx: RunContext, files: SourceFiles) -> SourceData:
-        data = read_resiliently(lambda: materialize(read(ctx, files), name), source=name, cfg=ctx.cfg.resilience)
-        mlflow.log_metric(f"rows_read_{name}", data.rows)
-        return data
 
-    return stage
-
-
-def verify(ctx: RunContext, files: SourceFiles, flights: SourceData, weather: SourceData) -> list[Validated]:
-    """Every dataset's checks and gates; the weather may serve the flights' referential checks."""
-    datasets = {"flights": flights.well_formed, "weather": weather.well_formed}
+def verify(ctx: RunContext, located: Located, sources: dict[str, SourceData]) -> list[Validated]:
+    """Every source's checks and gates; any source may serve another's referential checks."""
+    datasets = {name: s.well_formed for name, s in sources.items()}
     cfg, as_of = ctx.cfg, as_of_time(ctx.cfg.quality)
-    origins = {"flights": str(files.flights), "weather": str(files.weather)}
     return [
         validate(
-            s,
-            cfg.checks.for_dataset(s.name),
+            data,
+            list(located.pipeline.source(name).checks),
             cfg.quality,
             run_id=ctx.run_id,
             as_of=as_of,
             datasets=datasets,
-            origin=origins[s.name],
+            origin=located.pipeline.source(name).path,
         )
-        for s in (flights, weather)
+        for name, data in sources.items()
     ]
 
 
@@ -116,14 +130,43 @@ def quarantine(ctx: RunContext, validated: list[Validated]) -> Commit | None:
     return write_quarantine(validated, ctx.cfg.quality, ctx.commit_info, ctx.run_id)
 
 
-def plan_features(ctx: RunContext, validated: list[Validated]) -> DataFrame:
+def build_features(
+    passed: Mapping[str, DataFrame],
+    pipeline: PipelineConfig,
+    features: FeaturesConfig,
+    joins: list[JoinConfig] | tuple[JoinConfig, ...] | None = None,
+) -> DataFrame:
+    """The feature table: one row per driving row with its keys, carried columns, label, windowed
+    features and joined columns; for snapshots, one row per entity per period with its keys and time."""
+    joins = pipeline.joins if joins is None else joins
+    entity = pipeline.entity
+    events = with_event_columns(passed[entity.source], pipeline.driving, pipeline.label)
+    table = events.transform(feature_table, features)
+    for join in joins:
+        other = with_event_columns(passed[join.source], pipeline.source(join.source))
+        table = join_as_of(table, other, join, features.timestamp, points=events)
+    if features.granularity == "snapshot":
+        columns = [*entity.keys, features.timestamp]
+    else:
+        columns = [*entity.keys, *(c for c in pipeline.carry if c not in entity.keys)]
+        columns += [LABEL] if pipeline.label else []
+    return table.select(*columns, *feature_names(features), *joined_names(joins), PARTITION_COLUMN)
+
+
+def _passed(located: Located, validated: list[Validated]) -> dict[str, DataFrame]:
+    """Each source's passed rows by name (`verify` validates them in declaration order)."""
+    return {s.name: v.passed for s, v in zip(located.pipeline.sources, validated, strict=True)}
+
+
+def plan_features(ctx: RunContext, located: Located, validated: list[Validated]) -> DataFrame:
     """The feature table's plan, and its schema recorded (run record, MLflow, a JSON beside the records)."""
-    flights, weather = (v.passed for v in validated)
-    table = build_features(flights, weather, ctx.cfg)
-    schema = feature_schema(table, ctx.cfg.features, ["flight_id"], "label")
+    pipeline = located.pipeline
+    table = build_features(_passed(located, validated), pipeline, ctx.cfg.features)
+    label = LABEL if pipeline.label else None
+    schema = feature_schema(table, ctx.cfg.features, list(pipeline.entity.keys), label, pipeline.joins)
     ctx.record.feature_schema = schema
     mlflow.log_dict(schema, "feature_schema.json")
-    write_json(Path(ctx.cfg.job.run_record_dir) / f"{ctx.cfg.job.name}-feature_schema.json", schema)
+    write_json(Path(ctx.cfg.job.run_record_dir) / f"{pipeline.name}-feature_schema.json", schema)
     return table
 
 
@@ -132,21 +175,25 @@ def _feature_names(ctx: RunContext) -> list[str]:
     return [f["name"] for f in (ctx.record.feature_schema or {}).get("features", [])]
 
 
-def compute_write(ctx: RunContext, table: DataFrame, files: SourceFiles) -> Commit:
+def _identity(cfg: FeaturelakeConfig, located: Located, **more: object) -> dict[str, object]:
+    return {"job": cfg.job.name, "pipeline": located.pipeline.name, "inputs": located.fingerprint(), **more}
+
+
+def compute_write(ctx: RunContext, table: DataFrame, located: Located) -> Commit:
     """Compute the features while writing them as one Delta commit; log the version to MLflow.
 
-    The write's identity is the job, its config, its input files and its range, so a repeat of the
-    same run is recognised by Delta and adds nothing.
+    The write's identity is the pipeline, its config, its inputs' content and its range, so a repeat of
+    the same run is recognised by Delta and adds nothing.
     """
     cfg = ctx.cfg
     rewrite = replace_range(cfg.features)
-    identity = {"job": cfg.job.name, "config_hash": ctx.commit_info["config_hash"], "inputs": files.fingerprint()}
-    commit = write_delta(table, cfg.sink, ctx.commit_info, {**identity, "range": rewrite}, replace_where=rewrite)
+    identity = _identity(cfg, located, config_hash=ctx.commit_info["config_hash"], range=rewrite)
+    commit = write_delta(table, cfg.sink, ctx.commit_info, identity, replace_where=rewrite)
     features = _feature_names(ctx)
     emit(
         "feature_computed",
         f"{len(features)} features for {commit.rows_written:,} rows of {cfg.sink.path}",
-        data_source="flights",
+        data_source=located.pipeline.entity.source,
         record_count=commit.rows_written,
         feature_table=Path(cfg.sink.path).name,
         features=len(features),
@@ -161,7 +208,7 @@ def _log_commit(ctx: RunContext, commit: Commit) -> None:
     ctx.record.delta = asdict(commit)
     mlflow.log_params({"delta_path": path, "delta_version": commit.version})
     mlflow.log_metrics({"rows_written": commit.rows_written, "delta_version": commit.version})
-    log_delta_input(path, commit.version, f"{ctx.cfg.job.name}_features", "features")
+    log_delta_input(path, commit.version, f"{ctx.cfg.pipeline.name}_features", "features")
 
 
 def ml_checks(ctx: RunContext, report: ValidationReport, commit: Commit) -> ValidationReport:
@@ -182,12 +229,13 @@ def ml_checks(ctx: RunContext, report: ValidationReport, commit: Commit) -> Vali
     previous = version(commit.version - 1)
     names = [f for f in _feature_names(ctx) if f not in cfg.quality.drift.exclude and f in previous.columns]
     rows = commit.rows_written or None
-    drift = feature_drift(version(commit.version), previous, names, cfg.quality.drift, label="label", rows=rows)
+    label = LABEL if cfg.pipeline.label else None
+    drift = feature_drift(version(commit.version), previous, names, cfg.quality.drift, label=label, rows=rows)
     return replace(report, drift=drift)
 
 
 def publish_report(ctx: RunContext, report: ValidationReport) -> Published:
-    return publish_to_run(ctx, report, f"{ctx.cfg.job.name}-{ctx.run_id}")
+    return publish_to_run(ctx, report, f"{ctx.cfg.pipeline.name}-{ctx.run_id}")
 
 
 def serve_cached(ctx: RunContext, report: ValidationReport) -> Commit:
@@ -205,18 +253,19 @@ def serve_cached(ctx: RunContext, report: ValidationReport) -> Commit:
 
 
 def variant_features(
-    ctx: RunContext, files: SourceFiles, commit: Commit, validated: list[Validated], report: ValidationReport
+    ctx: RunContext, located: Located, commit: Commit, validated: list[Validated], report: ValidationReport
 ) -> SweepInputs:
     """The variants the feature table lacks, computed once each (never from a stale source), while Ray
     starts for the sweep."""
     cfg = ctx.cfg
     base = TableVersion(str(Path(commit.path).resolve()), commit.version)
     # The base version stands for everything the variant shares with it: sources, labels, range.
-    identity = {"job": f"{cfg.job.name}_variant", "base": f"{base.path}@{base.version}", "inputs": files.fingerprint()}
-    flights, weather = (v.passed for v in validated)
+    identity = _identity(replace(cfg, job=replace(cfg.job, name=f"{cfg.job.name}_variant")), located)
+    identity["base"] = f"{base.path}@{base.version}"
+    passed = _passed(located, validated)
 
-    def compute(features: FeaturesConfig) -> DataFrame:
-        return build_features(flights, weather, replace(cfg, features=features))
+    def compute(plan: VariantPlan) -> DataFrame:
+        return build_features(passed, located.pipeline, plan.features_config, plan.joins)
 
     fresh = report.outcome != Outcome.USE_CACHED_FEATURES
     return variants_while_ray_starts(
@@ -242,32 +291,22 @@ def _experiment(cfg: FeaturelakeConfig, _: Mapping[str, Any]) -> bool:
     return cfg.experiment.enabled
 
 
-def _read_flights(ctx: RunContext, files: SourceFiles) -> DataFrame:
-    return read_flights(ctx.spark, files.flights, list(ctx.cfg.source.months), list(ctx.cfg.source.days))
-
-
-def _read_weather(ctx: RunContext, files: SourceFiles) -> DataFrame:
-    return read_weather(ctx.spark, files.weather)
-
-
-def _rows(source: SourceData) -> int:
-    return source.rows
-
-
 def _rows_written(commit: Commit) -> int:
     return commit.rows_written
 
 
-FLIGHTS = Job(
-    name="flights",
+FEATURES = Job(
+    name="features",
     prepare=prepare,
+    run_name=lambda cfg, located: located.pipeline.name,
+    label=lambda cfg: cfg.pipeline.name if cfg.pipeline is not None else cfg.job.name,
     stages=(
-        Stage("read_flights", read_source("flights", _read_flights), (PREPARED,), "flights", rows=_rows),
-        Stage("read_weather", read_source("weather", _read_weather), (PREPARED,), "weather", rows=_rows),
-        Stage("verify", verify, (PREPARED, "flights", "weather"), "validated"),
+        Stage("check", check, (PREPARED,)),
+        Stage("read", read, (PREPARED,), "sources", rows=lambda s: sum(d.rows for d in s.values())),
+        Stage("verify", verify, (PREPARED, "sources"), "validated"),
         Stage("gate", gate, ("validated",), "report"),
         Stage("quarantine", quarantine, ("validated",), "quarantine"),
-        Stage("plan_features", plan_features, ("validated",), "table", when=_fresh),
+        Stage("plan_features", plan_features, (PREPARED, "validated"), "table", when=_fresh),
         Stage("compute_write", compute_write, ("table", PREPARED), "commit", when=_fresh, rows=_rows_written),
         Stage("ml_checks", ml_checks, ("report", "commit"), "report", when=_fresh),
         Stage("publish", publish_report, ("report",), "published"),
