@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -30,6 +30,7 @@ from engine.pipeline.features import FEATURES
 from engine.pipeline.runner import JobResult, execute
 from engine.quality.deequ import stop_callbacks
 from engine.runtime.session import build_session
+from jobs.run import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,3 +178,26 @@ def json_log(path: Path) -> Iterator[Path]:
 def log_events(path: Path) -> list[dict]:
     """The event lines of a JSON log."""
     return [line for line in map(json.loads, path.read_text().splitlines()) if line.get("event")]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """`jobs.run.main(args)` in this process: (exit code, stdout, stderr); the logging set-up it makes is undone."""
+    root = logging.getLogger()
+    loggers = [logging.getLogger(name) for name in ("", "engine", "jobs")]
+    saved = {logger.name: (logger.handlers[:], logger.level) for logger in loggers}
+
+    def run(*args: str, spark: SparkSession | None = None) -> tuple[int, str, str]:
+        code = main(list(args), spark)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    yield run
+    for logger in loggers:
+        handlers, level = saved[logger.name]
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+    root.setLevel(saved[root.name][1])

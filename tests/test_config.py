@@ -6,12 +6,10 @@ real subprocesses check the installed entry point: a config error, and a data er
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from engine.experiments.models import METRICS
 from engine.experiments.space import plan_trials
 from engine.pipeline.experiment import check_experiment
 from engine.pipeline.features import prepare as check_features_job
-from jobs.run import JOBS, main
+from jobs.run import JOBS
 from tests.conftest import REPO
 
 
@@ -166,29 +164,6 @@ def test_random_ranges_draw_integers_between_integer_ends() -> None:
     ]
     with pytest.raises(ConfigError, match="log: 'no' is not true or false"):
         check_experiment(load_config(bad_log))
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """`jobs.run.main(args)` in this process: (exit code, stdout, stderr); the logging set-up it makes is undone."""
-    root = logging.getLogger()
-    loggers = [logging.getLogger(name) for name in ("", "engine", "jobs")]
-    saved = {logger.name: (logger.handlers[:], logger.level) for logger in loggers}
-
-    def run(*args: str, spark: SparkSession | None = None) -> tuple[int, str, str]:
-        code = main(list(args), spark)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    yield run
-    for logger in loggers:
-        handlers, level = saved[logger.name]
-        for handler in logger.handlers:
-            if handler not in handlers:
-                handler.close()
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-    root.setLevel(saved[root.name][1])
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
-"""Every snippet of docs/bring-your-own-data.md, run as a person runs it: from a folder outside the repository,
-with the declaration in that folder. Only where the outputs go differs (under the test's folder)."""
+"""Every snippet of docs/bring-your-own-data.md, run from a folder outside the repository holding the
+declaration: the feature run and the packaging as a person runs them, the other commands through the same
+entry point in this process. Only where the outputs go differs (under the test's folder)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from deltalake import DeltaTable
+from pyspark.sql import SparkSession
 
 from engine.config.loader import load_config
 from jobs.run import parse_arguments
@@ -46,16 +48,25 @@ def _outputs(folder: Path) -> list[str]:
     ]
 
 
-def _command(line: str, folder: Path) -> list[str]:
+def _run(line: str, folder: Path, cli, spark: SparkSession) -> str:
+    """One command of the page, from `folder`: the feature run as a person runs it, in a process of its own;
+    the others (the composed config, the training set) through the same entry point in this process,
+    from the repository as `scripts/run` does, with `my_conf` made absolute as it makes it."""
     args = shlex.split(line.replace('"$PWD/my_conf"', str(folder / "my_conf")))
-    args[0] = str(REPO / args[0])
-    if args[0].endswith("scripts/run") and "--cfg" not in args:
+    if args[0] == "scripts/package":
+        args[1:1] = [f"--dist={folder / 'dist'}"]
+    if args[0] == "scripts/run" and "--cfg" not in args:
         args += _outputs(folder)
     if "job=training_set" in args:
         args.append(f"training_set.output.path={folder / 'output' / 'delta' / 'purchases_training'}")
-    if args[0].endswith("scripts/package"):
-        args.insert(1, f"--dist={folder / 'dist'}")
-    return args
+    if args[0] == "scripts/run" and ("--cfg" in args or "job=training_set" in args):
+        args[args.index("--config-dir") + 1] = str(folder / "my_conf")
+        code, out, err = cli(*args[1:], spark=spark)
+        assert code == 0, f"{line}: {err}"
+        return out
+    result = subprocess.run([str(REPO / args[0]), *args[1:]], cwd=folder, capture_output=True, text=True)
+    assert result.returncode == 0, f"{line}: {result.stderr[-2000:]}"
+    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +80,13 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_the_page_declares_a_pipeline_and_runs_every_command(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_page_declares_a_pipeline_and_runs_every_command(
+    folder: Path, cli, spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
     commands = [line for _, text in snippets("bash") for line in text.strip().splitlines()]
     assert [shlex.split(c)[0] for c in commands] == ["scripts/run"] * 3 + ["scripts/package"]
-    printed = {}
-    for line in commands:
-        result = subprocess.run(_command(line, folder), cwd=folder, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{line}: {result.stderr[-2000:]}"
-        printed[line] = result.stdout
-    config, run, training, package = (printed[c] for c in commands)
+    monkeypatch.chdir(REPO)
+    config, run, training, package = (_run(line, folder, cli, spark) for line in commands)
     assert yaml.safe_load(config)["pipeline"]["name"] == "purchases"
     purchases = pq.read_table(REPO / "examples" / "transactions.parquet").num_rows
     assert f"features:      {purchases:,} rows written" in run
