@@ -260,8 +260,7 @@ def variant_features(
     cfg = ctx.cfg
     base = TableVersion(str(Path(commit.path).resolve()), commit.version)
     # The base version stands for everything the variant shares with it: sources, labels, range.
-    identity = _identity(replace(cfg, job=replace(cfg.job, name=f"{cfg.job.name}_variant")), located)
-    identity["base"] = f"{base.path}@{base.version}"
+    identity = {**_identity(cfg, located), "job": f"{cfg.job.name}_variant", "base": f"{base.path}@{base.version}"}
     passed = _passed(located, validated)
 
     def compute(plan: VariantPlan) -> DataFrame:
