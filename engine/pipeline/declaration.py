@@ -35,10 +35,9 @@ def _analysed(key: str, build: Callable[[], DataFrame]) -> DataFrame:
         raise ConfigError(f"{key}: {first_line(err)}") from None
 
 
-def _raw(spark: SparkSession, source: FileSourceConfig) -> DataFrame:
-    """An empty frame of the source's known columns: declared, stored, and expected by its schema checks.
+def _raw(spark: SparkSession, source: FileSourceConfig, stored: T.StructType) -> DataFrame:
+    """An empty frame of the source's known columns: declared, `stored`, and expected by its schema checks.
     A CSV file whose header does not name the declared columns fails here, naming the first difference."""
-    stored = stored_schema(spark, source)
     declared = declared_schema(source) or T.StructType()
     if source.format == "csv" and source.options.get("header", "true") == "true":
         for i, (found, want) in enumerate(zip([*stored.names, None], [*declared.names, None], strict=False)):
@@ -108,9 +107,11 @@ def _check_features(cfg: FeaturelakeConfig, events: DataFrame, source: str) -> N
         )
 
 
-def check_declaration(spark: SparkSession, cfg: FeaturelakeConfig, pipeline: PipelineConfig) -> None:
-    """Every column the declaration names exists where it is used, and every expression parses and resolves."""
-    raw = {s.name: _raw(spark, s) for s in pipeline.sources}
+def check_declaration(spark: SparkSession, cfg: FeaturelakeConfig, pipeline: PipelineConfig) -> dict[str, T.StructType]:
+    """Every column the declaration names exists where it is used, and every expression parses and resolves.
+    Returns each source's stored schema (read from metadata), which the read reuses."""
+    stored = {s.name: stored_schema(spark, s) for s in pipeline.sources}
+    raw = {s.name: _raw(spark, s, stored[s.name]) for s in pipeline.sources}
     for i, source in enumerate(pipeline.sources):
         _check_checks(f"pipeline.sources[{i}]", source, raw[source.name], raw)
     entity = pipeline.entity
@@ -134,6 +135,7 @@ def check_declaration(spark: SparkSession, cfg: FeaturelakeConfig, pipeline: Pip
     _check_features(cfg, events, entity.source)
     if cfg.features.granularity == "snapshot":
         _check_snapshot(cfg, pipeline)
+    return stored
 
 
 def _check_snapshot(cfg: FeaturelakeConfig, pipeline: PipelineConfig) -> None:

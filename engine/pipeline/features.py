@@ -17,6 +17,7 @@ from typing import Any
 
 import mlflow
 from pyspark.sql import DataFrame
+from pyspark.sql import types as T
 
 from engine.config.features import FeaturesConfig
 from engine.config.pipeline import JoinConfig, PipelineConfig
@@ -78,19 +79,19 @@ def prepare(cfg: FeaturelakeConfig) -> Located:
     return Located(replace(pipeline, sources=sources))
 
 
-def check(ctx: RunContext, located: Located) -> None:
+def check(ctx: RunContext, located: Located) -> dict[str, T.StructType]:
     """The declaration against the sources' stored schemas (headers, footers, the Delta log): a column no
     source has, or an expression Spark cannot parse, fails here, before any data is read."""
-    check_declaration(ctx.spark, ctx.cfg, located.pipeline)
+    return check_declaration(ctx.spark, ctx.cfg, located.pipeline)
 
 
-def read(ctx: RunContext, located: Located) -> dict[str, SourceData]:
+def read(ctx: RunContext, located: Located, stored: dict[str, T.StructType]) -> dict[str, SourceData]:
     """Every source read (retried behind its circuit), cached and counted in one scan each."""
     days = list(located.pipeline.days)
     data = {}
     for source in located.pipeline.sources:
         data[source.name] = read_resiliently(
-            lambda s=source: read_source(ctx.spark, s, days, allow_empty=False),
+            lambda s=source: read_source(ctx.spark, s, days, allow_empty=False, stored=stored[s.name]),
             source=source.name,
             cfg=ctx.cfg.resilience,
         )
@@ -300,8 +301,8 @@ FEATURES = Job(
     run_name=lambda cfg, located: located.pipeline.name,
     label=lambda cfg: cfg.pipeline.name if cfg.pipeline is not None else cfg.job.name,
     stages=(
-        Stage("check", check, (PREPARED,)),
-        Stage("read", read, (PREPARED,), "sources", rows=lambda s: sum(d.rows for d in s.values())),
+        Stage("check", check, (PREPARED,), "stored_schemas"),
+        Stage("read", read, (PREPARED, "stored_schemas"), "sources", rows=lambda s: sum(d.rows for d in s.values())),
         Stage("verify", verify, (PREPARED, "sources"), "validated"),
         Stage("gate", gate, ("validated",), "report"),
         Stage("quarantine", quarantine, ("validated",), "quarantine"),

@@ -140,12 +140,18 @@ def sliced(df: DataFrame, cfg: FileSourceConfig, days: list[str] | None = None) 
 
 
 def read_source(
-    spark: SparkSession, cfg: FileSourceConfig, days: list[str] | None = None, *, allow_empty: bool = True
+    spark: SparkSession,
+    cfg: FileSourceConfig,
+    days: list[str] | None = None,
+    *,
+    allow_empty: bool = True,
+    stored: T.StructType | None = None,
 ) -> SourceData:
     """Read, cache and count a source in one scan (rows and malformed lines together), and list its stored
     row groups (Parquet and Delta: metadata only) for the statistical layer's sample. A filtered or
-    sliced source has no stored row groups to sample: its rows are a subset of them."""
-    schema = stored_schema(spark, cfg)
+    sliced source has no stored row groups to sample: its rows are a subset of them. `stored`, the
+    stored schema when the caller has read it already."""
+    schema = stored or stored_schema(spark, cfg)
     df = sliced(_reader(spark, cfg, declared_schema(cfg)), cfg, days)
     data = materialize(df, cfg.name, location=f"{cfg.format} at {cfg.path}", allow_empty=allow_empty)
     whole = not cfg.filter and not (days and cfg.day) and not cfg.timestamp_as_of
