@@ -181,15 +181,16 @@ def log_events(path: Path) -> list[dict]:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """`jobs.run.main(args)` in this process: (exit code, stdout, stderr); the logging set-up it makes is undone."""
+def cli(capfd: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """`jobs.run.main(args)` in this process: (exit code, stdout, stderr), captured at the file descriptors so
+    that anything the session's JVM prints counts too; the logging set-up it makes is undone."""
     root = logging.getLogger()
     loggers = [logging.getLogger(name) for name in ("", "engine", "jobs")]
     saved = {logger.name: (logger.handlers[:], logger.level) for logger in loggers}
 
     def run(*args: str, spark: SparkSession | None = None) -> tuple[int, str, str]:
         code = main(list(args), spark)
-        out = capsys.readouterr()
+        out = capfd.readouterr()
         return code, out.out, out.err
 
     yield run

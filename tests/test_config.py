@@ -1,7 +1,8 @@
-"""Config composition and validation, and the CLI's one-line errors (no Spark needed).
+"""Config composition and validation, and the CLI's one-line errors.
 
-CLI errors run `jobs.run.main` in this process (exit code, the one stderr line, empty stdout); two
-real subprocesses check the installed entry point: a config error, and a data error that starts Spark.
+CLI runs go through `jobs.run.main` in this process (exit code, the one stderr line, stdout), on the
+test session's Spark where one is needed; subprocesses check what only a fresh interpreter shows (which
+modules a config error imports).
 """
 
 from __future__ import annotations
@@ -166,12 +167,6 @@ def test_random_ranges_draw_integers_between_integer_ends() -> None:
         check_experiment(load_config(bad_log))
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.run", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.mark.parametrize(
     ("override", "line"),
     [
@@ -203,7 +198,7 @@ def test_a_bad_declaration_is_one_line_exit_2_and_commits_nothing(
 ) -> None:
     """Columns are checked against the sources' headers and expressions analysed on empty frames: no data read."""
     tracking = [
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"tracking.uri=sqlite:///{tmp_path.parent / 'mlflow.db'}",  # the worker's store, migrated once
         f"tracking.artifact_location={tmp_path / 'artifacts'}",
         f"job.run_record_dir={tmp_path / 'runs'}",
     ]
@@ -231,7 +226,7 @@ def test_bad_data_is_one_line_exit_1_and_commits_nothing(
         written = [
             "experiment=none",
             f"sink.path={folder / 'delta'}",
-            f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
+            f"tracking.uri=sqlite:///{tmp_path.parent / 'mlflow.db'}",
             f"tracking.artifact_location={folder / 'artifacts'}",
             f"job.run_record_dir={folder / 'runs'}",
             f"quality.report_dir={folder / 'reports'}",
@@ -370,45 +365,46 @@ def test_cli_missing_source_fails_before_spark(cli, tmp_path: Path) -> None:
     assert not (tmp_path / "delta").exists()
 
 
-def test_cli_validate_runs_deequ_checks_and_the_process_exits(tmp_path: Path) -> None:
-    """Deequ calls each check's Python assertion back through py4j's callback server; the process
-    shuts it down once, before Spark stops, and exits (a live one would keep it running)."""
-    result = run_cli(
+def test_cli_validate_runs_deequ_checks(cli, spark: SparkSession, tmp_path: Path) -> None:
+    """job=validate through the entry point: Deequ's checks, whose assertions are called back into Python,
+    and nothing on stderr, the JVM's included. (That a process exits after such checks, its callback server
+    shut, is shown by the cluster test's spark-submit run.)"""
+    code, out, err = cli(
         "job=validate",
         f"quality.report_dir={tmp_path / 'reports'}",
         f"quality.metrics_path={tmp_path / 'metrics_table'}",
         f"quality.quarantine_path={tmp_path / 'quarantine'}",
         "validate.output_path=",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"tracking.uri=sqlite:///{tmp_path.parent / 'mlflow.db'}",  # the worker's store, migrated once
         f"tracking.artifact_location={tmp_path / 'artifacts'}",
         f"job.run_record_dir={tmp_path / 'runs'}",
         *outputs(tmp_path),
-        "spark.driver_memory=1g",
+        spark=spark,
     )
-    assert result.returncode == 0, result.stderr
-    assert "(verified with Deequ)" in result.stdout and result.stderr == ""
+    assert code == 0, err
+    assert "(verified with Deequ)" in out and err == ""
 
 
-def test_cli_unreadable_csv_is_one_line_and_commits_nothing(tmp_path: Path) -> None:
-    """The real entry point in a subprocess: Spark starts, the data error is one line, the trace is in the log."""
+def test_cli_unreadable_csv_is_one_line_and_commits_nothing(cli, spark: SparkSession, tmp_path: Path) -> None:
+    """Spark's read fails: the data error is one line on stderr (the JVM's included), the trace is in the log."""
     source = tmp_path / "source"
     source.mkdir()
     (source / "flights.csv.gz").write_bytes(b"this is not a gzip file\n1,2,3\n")
     (source / "weather.csv").write_text("origin,time_hour\n")
-    result = run_cli(
+    code, out, err = cli(
         f"pipeline.params.data={source}",
         f"pipeline.sources.0.path={source / 'flights.csv.gz'}",
         "experiment=none",
         f"sink.path={tmp_path / 'delta'}",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"tracking.uri=sqlite:///{tmp_path.parent / 'mlflow.db'}",  # the worker's store, migrated once
         f"tracking.artifact_location={tmp_path / 'artifacts'}",
         f"job.run_record_dir={tmp_path / 'runs'}",
         *outputs(tmp_path),
-        "spark.driver_memory=1g",
+        spark=spark,
     )
-    assert result.returncode == 1
-    assert result.stderr.startswith(f"error: cannot read source flights (csv at {source / 'flights.csv.gz'}): ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "summary" not in result.stdout  # progress lines only
+    assert code == 1
+    assert err.startswith(f"error: cannot read source flights (csv at {source / 'flights.csv.gz'}): ")
+    assert len(err.strip().splitlines()) == 1
+    assert "summary" not in out  # progress lines only
     assert "at org.apache" in (tmp_path / "logs" / "featurelake.log").read_text()
     assert not (tmp_path / "delta").exists()

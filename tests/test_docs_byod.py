@@ -1,6 +1,7 @@
-"""Every snippet of docs/bring-your-own-data.md, run from a folder outside the repository holding the
-declaration: the feature run and the packaging as a person runs them, the other commands through the same
-entry point in this process. Only where the outputs go differs (under the test's folder)."""
+"""Every snippet of docs/bring-your-own-data.md, run against a folder outside the repository holding the
+declaration: the packaging and its spark-submit line as a person runs them, the `scripts/run` commands
+through the entry point `scripts/run` calls, in this process. Only where the outputs go differs (under the
+test's folder)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def _outputs(folder: Path) -> list[str]:
 
 
 def _run(line: str, folder: Path, cli, spark: SparkSession) -> str:
-    """One command of the page, from `folder`: the feature run as a person runs it, in a process of its own;
-    the others (the composed config, the training set) through the same entry point in this process,
-    from the repository as `scripts/run` does, with `my_conf` made absolute as it makes it."""
+    """One command of the page: `scripts/package` from `folder`, in a process of its own; `scripts/run`
+    through its entry point in this process, from the repository as `scripts/run` runs it, with `my_conf`
+    made absolute as it makes it."""
     args = shlex.split(line.replace('"$PWD/my_conf"', str(folder / "my_conf")))
     if args[0] == "scripts/package":
         args[1:1] = [f"--dist={folder / 'dist'}"]
@@ -59,7 +60,7 @@ def _run(line: str, folder: Path, cli, spark: SparkSession) -> str:
         args += _outputs(folder)
     if "job=training_set" in args:
         args.append(f"training_set.output.path={folder / 'output' / 'delta' / 'purchases_training'}")
-    if args[0] == "scripts/run" and ("--cfg" in args or "job=training_set" in args):
+    if args[0] == "scripts/run":
         args[args.index("--config-dir") + 1] = str(folder / "my_conf")
         code, out, err = cli(*args[1:], spark=spark)
         assert code == 0, f"{line}: {err}"
