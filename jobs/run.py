@@ -33,6 +33,7 @@ JOBS = {
     "validate": "engine.pipeline.validate:VALIDATE",
     "suggest_checks": "engine.pipeline.suggest:SUGGEST_CHECKS",
     "version": "engine.pipeline.versioning:VERSION",
+    "materialize": "engine.pipeline.materialize:MATERIALIZE",
 }
 
 

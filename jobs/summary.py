@@ -104,6 +104,19 @@ def _training_set(result: JobResult) -> str:
     return "\n".join(lines)
 
 
+def _materialize(result: JobResult) -> str:
+    plan, written = result[PREPARED], result["written"]
+    lines = ["", "featurelake materialization", *_stages(result.stages)]
+    lines.append(f"table:         {plan.table} @ version {result['version']}, as of {plan.as_of.isoformat()}")
+    for w in written:
+        how = "changed entities" if w.incremental else "all entities"
+        lines.append(f"  {w.group:<16}{w.rows_written:>10,} written, {w.deleted:,} removed ({how})")
+    lines.append(f"online store:  {plan.store.location}")
+    lines.append("serve:         scripts/serve")
+    lines.append(f"mlflow run:    {result.run_id}")
+    return "\n".join(lines)
+
+
 def _version(result: JobResult) -> str:
     action = result["result"]
     return "\n".join(["", f"featurelake version {action.action}: {action.table}", *action.lines])
@@ -145,6 +158,7 @@ SUMMARIES: dict[str, Callable[[JobResult], str]] = {
     "features": _features,
     "training_set": _training_set,
     "version": _version,
+    "materialize": _materialize,
     "validate": _validate,
     "suggest_checks": _suggest,
 }

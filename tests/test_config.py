@@ -253,7 +253,7 @@ def outputs(tmp_path: Path) -> list[str]:
     [
         (
             ["job=nope"],
-            "error: config: In 'config': Could not find 'job/nope'; available: features, suggest_checks, "
+            "error: config: In 'config': Could not find 'job/nope'; available: features, materialize, suggest_checks, "
             "training_set, validate, version",
         ),
         (["job=validate", "validate.source.format=xml"], "error: config: source planes.format: 'xml' is not one of"),
@@ -298,7 +298,7 @@ def test_the_registry_imports_only_the_selected_job() -> None:
     seconds = time.monotonic() - started
     assert result.stdout.strip() == "2 []", result.stderr
     assert seconds < 10, seconds  # a generous bound for a loaded machine; warm it is well under 2 s
-    assert set(JOBS) == {"features", "training_set", "validate", "suggest_checks", "version"}
+    assert set(JOBS) == {"features", "training_set", "validate", "suggest_checks", "version", "materialize"}
     for target in JOBS.values():
         module, name = target.split(":")
         assert hasattr(__import__(module, fromlist=[name]), name), target

@@ -20,6 +20,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.request import urlopen
@@ -32,16 +33,22 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.embedded import package_data_folder
+from engine.config.online import SqliteStoreConfig
 from engine.errors import SourceError, ValidationFailed
 from engine.features.table import feature_names
 from engine.observability.metrics import read_textfile
+from engine.online.lookup import OnlineClient
+from engine.online.sqlite_store import SqliteStore
 from engine.pipeline.features import FEATURES
-from engine.pipeline.runner import execute
+from engine.pipeline.materialize import MATERIALIZE
+from engine.pipeline.runner import PREPARED, execute
 from engine.pipeline.training_set import TRAINING_SET
 from tests.conftest import JANUARY, SAMPLE, SMALL_MODELS, job_config, json_log, log_events
+from tests.test_online import assert_online_equals_offline, lookup, offline
 
 SPARK_HOME = Path(pyspark.__file__).parent
 VENV_BIN = Path(sys.executable).parent
+ONLINE_AS_OF = datetime(2013, 1, 7, 18, tzinfo=UTC)  # the week's last evening
 
 
 def test_writes_the_feature_table(spark: SparkSession, first_run, week: pd.DataFrame) -> None:
@@ -253,6 +260,35 @@ def test_training_set_from_the_pinned_version(spark: SparkSession, first_run, we
     rebuild = job_config(root, "job=training_set", *no_checks, *_pinned_to_version_0(cfg, root))
     again = execute(TRAINING_SET, rebuild, spark)
     assert again["commit"].skipped and again["commit"].version == 0
+
+
+def test_materialized_groups_equal_the_training_set_read_at_the_as_of_time(
+    spark: SparkSession, first_run, tmp_path: Path
+) -> None:
+    """job=materialize on version 0, as of the week's last evening: every carrier's and route's online
+    values equal what a training set of that version reads for (entity, as-of time); a rerun writes nothing."""
+    cfg, _ = first_run
+    root = Path(cfg.sink.path).parents[1]
+    overrides = [
+        "job=materialize",
+        "materialize.version=0",
+        f"materialize.as_of={ONLINE_AS_OF.isoformat()}",
+        "materialize.groups=[carrier,route]",
+        f"online.sqlite.path={tmp_path / 'online.db'}",
+    ]
+    result = execute(MATERIALIZE, job_config(root, *overrides), spark)
+    plan, table = result[PREPARED], spark.read.format("delta").option("versionAsOf", 0).load(cfg.sink.path)
+    client = OnlineClient(SqliteStore(SqliteStoreConfig(str(tmp_path / "online.db"))))
+    for group, written in zip(plan.groups, result["written"], strict=True):
+        seen = table.where(F.col(plan.timestamp) <= ONLINE_AS_OF)
+        keys = sorted(tuple(r) for r in seen.select(*group.keys).distinct().dropna().collect())
+        assert written.rows_written == len(keys) > 0 and not written.incremental
+        expected = offline(spark, tmp_path, Path(cfg.sink.path), 0, group, keys, plan.timestamp, ONLINE_AS_OF)
+        answer = lookup(client, group, keys, at=ONLINE_AS_OF)
+        assert_online_equals_offline(answer, expected, group, keys)
+        assert answer.origins[group.name].version == 0
+    again = execute(MATERIALIZE, job_config(root, *overrides), spark)
+    assert [(w.rows_written, w.incremental) for w in again["written"]] == [(0, True), (0, True)]
 
 
 def _pinned_to_version_0(cfg, root: Path) -> list[str]:

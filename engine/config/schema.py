@@ -17,6 +17,7 @@ from omegaconf import MISSING
 from engine.config.experiment import ExperimentConfig
 from engine.config.features import FeaturesConfig
 from engine.config.observability import ObservabilityConfig
+from engine.config.online import MaterializeConfig, OnlineConfig
 from engine.config.pipeline import PipelineConfig
 from engine.config.quality import QualityConfig, SuggestConfig, ValidateConfig
 from engine.config.resilience import ResilienceConfig
@@ -180,6 +181,8 @@ class FeaturelakeConfig:
     version: VersionConfig | None = None
     validate: ValidateConfig | None = None
     suggest: SuggestConfig | None = None
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    materialize: MaterializeConfig | None = None
 
     def __post_init__(self) -> None:
         if self.pipeline is None:
@@ -203,6 +206,8 @@ GROUPS = {
     "version": VersionConfig,
     "validate": ValidateConfig,
     "suggest": SuggestConfig,
+    "online": OnlineConfig,
+    "materialize": MaterializeConfig,
 }
 
 

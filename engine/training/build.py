@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.schema import TrainingSetConfig
+from engine.config.training import FeatureTableConfig
 from engine.errors import ConfigError
 from engine.training.asof import AVAILABLE, EVENT, AsOfSpec, as_of_join, as_of_join_winners
 from engine.training.inputs import TimeRange, feature_rows, spine_range
@@ -87,21 +88,34 @@ def reachable(rows: DataFrame, bounds: DataFrame, spec: AsOfSpec) -> DataFrame:
 def training_set(
     spark: SparkSession, cfg: TrainingSetConfig, pinned: list[PinnedInput]
 ) -> tuple[DataFrame, list[str], TimeRange | None]:
-    """The training set (lazy), its feature columns, and the spine's time range (one small aggregation).
-
-    A spine of at most SMALL_SPINE_ROWS rows is read once and held in memory, and it cuts each
-    feature table with a broadcast semi-join to the rows that can join one of its keys' points: no
-    later than the key's last time, no staler than the TTL at its first. A small spine against large
-    tables then sorts only the rows it can use.
-    """
+    """The training set (lazy), its feature columns, and the spine's time range (one small aggregation)."""
     versions = {p.name: p.version for p in pinned}
     spine = read_dataframe(spark, cfg.spine.path, versions["spine"])
     columns = spine_columns(cfg)
     missing = [c for c in columns if c not in spine.columns]
     if missing:
         raise ConfigError(f"training_set.spine: columns not in {cfg.spine.path}: {', '.join(missing)}")
-    spine = spine.select(*columns)
-    window = spine_range(spine, cfg.spine.timestamp)
+    return as_of_features(spark, spine.select(*columns), cfg.spine.timestamp, cfg.feature_tables, versions, cfg.values)
+
+
+def as_of_features(
+    spark: SparkSession,
+    spine: DataFrame,
+    timestamp: str,
+    tables: list[FeatureTableConfig],
+    versions: dict[str, int],
+    values: str = "auto",
+) -> tuple[DataFrame, list[str], TimeRange | None]:
+    """Each spine row with every table's features as of its `timestamp` (lazy), the feature columns, and
+    the spine's time range. The one as-of rule of training sets and of the online store.
+
+    A spine of at most SMALL_SPINE_ROWS rows is read once and held in memory, and it cuts each
+    feature table with a broadcast semi-join to the rows that can join one of its keys' points: no
+    later than the key's last time, no staler than the TTL at its first. A small spine against large
+    tables then sorts only the rows it can use.
+    """
+    columns = list(spine.columns)
+    window = spine_range(spine, timestamp)
     small = window is not None and window.rows <= SMALL_SPINE_ROWS
     if small:  # read once: every later use (bounds, points, the final join) reads the memory copy, in
         # one part per core, so the joins of broadcast values to it run on every core
@@ -109,8 +123,8 @@ def training_set(
     names = list(columns)
     sweeps: dict[tuple[str, ...], list[tuple[DataFrame, AsOfSpec]]] = {}
     bounds: dict[tuple[str, ...], DataFrame] = {}
-    prepared = per_table(lambda t: feature_rows(spark, t, versions[t.name], window), cfg.feature_tables)
-    for table, (rows, spec) in zip(cfg.feature_tables, prepared, strict=True):
+    prepared = per_table(lambda t: feature_rows(spark, t, versions[t.name], window), tables)
+    for table, (rows, spec) in zip(tables, prepared, strict=True):
         clash = sorted(set(spec.output_names) & set(names))
         if clash:
             raise ConfigError(
@@ -120,15 +134,15 @@ def training_set(
         names += spec.output_names
         if small:
             if spec.keys not in bounds:
-                bounds[spec.keys] = key_bounds(spine, spec.keys, cfg.spine.timestamp)
+                bounds[spec.keys] = key_bounds(spine, spec.keys, timestamp)
             rows = reachable(rows, bounds[spec.keys], spec)
         sweeps.setdefault(spec.keys, []).append((rows, spec))
     result = spine
-    for tables in sweeps.values():
-        width = sum(len(spec.features) for _, spec in tables)
-        if cfg.values == "winners" or (cfg.values == "auto" and width >= WINNERS_MIN_FEATURES):
+    for group in sweeps.values():
+        width = sum(len(spec.features) for _, spec in group)
+        if values == "winners" or (values == "auto" and width >= WINNERS_MIN_FEATURES):
             rows = window.rows if window is not None else None
-            result = as_of_join_winners(result, tables, cfg.spine.timestamp, points=spine, point_rows=rows)
+            result = as_of_join_winners(result, group, timestamp, points=spine, point_rows=rows)
         else:  # after the first sweep the rows are wide: later sweeps sort only the spine's points
-            result = as_of_join(result, tables, cfg.spine.timestamp, points=None if result is spine else spine)
+            result = as_of_join(result, group, timestamp, points=None if result is spine else spine)
     return result.select(*names), names[len(columns) :], window

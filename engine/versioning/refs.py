@@ -7,6 +7,7 @@ transaction log: they travel with the table, and setting one is an atomic commit
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from delta.tables import DeltaTable
@@ -63,6 +64,15 @@ def resolve_version(spark: SparkSession, path: str, ref: str) -> int:
     if not oldest <= version <= newest:
         raise VersionError(f"{path}: version {version} is not in the log (versions {oldest}..{newest})")
     return version
+
+
+def version_at(spark: SparkSession, path: str, when: datetime) -> int:
+    """The newest version committed at or before `when`."""
+    cutoff = F.timestamp_micros(F.lit((when - datetime(1970, 1, 1, tzinfo=when.tzinfo)) // timedelta(microseconds=1)))
+    row = delta_table(spark, path).history().where(F.col("timestamp") <= cutoff).agg(F.max("version")).first()
+    if row[0] is None:
+        raise VersionError(f"{path}: no version committed at or before {when.isoformat()}")
+    return int(row[0])
 
 
 def read_dataframe(spark: SparkSession, path: str, version: int | None = None, timestamp: str = "") -> DataFrame:

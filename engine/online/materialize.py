@@ -1,0 +1,180 @@
+"""Each entity's current feature values as of a time, from a pinned version of the feature table.
+
+The values are the ones a point-in-time training set reads for a spine row (entity, as-of time): the
+same as-of join computes both (`as_of_features`), with the group's keys and TTL. An incremental run
+recomputes only the entities whose values can differ from what the store holds: those with a row that
+changed between the two versions, and those with a row whose availability or expiry falls between the
+two as-of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from engine.online.groups import OnlineGroup
+from engine.online.store import MICROSECOND, Entry, GroupState, Key, OnlineStore, encode
+from engine.training.asof import quoted
+from engine.training.build import as_of_features
+from engine.versioning.refs import read_dataframe
+
+AS_OF = "_online_as_of"
+EVENT_US = "_online_event_us"
+
+
+@dataclass(frozen=True)
+class Written:
+    """One group's materialization."""
+
+    group: str
+    version: int
+    as_of: str
+    rows_written: int
+    deleted: int
+    incremental: bool
+
+
+@dataclass(frozen=True)
+class Values:
+    """A group's values as of a time (lazy), the keys to delete from the store, and the features' types."""
+
+    rows: DataFrame
+    deleted: DataFrame
+    key_types: tuple[str, ...]
+    types: tuple[str, ...]
+
+
+def micros(when: datetime) -> Column:
+    return F.timestamp_micros(F.lit((when - datetime(1970, 1, 1, tzinfo=when.tzinfo)) // MICROSECOND))
+
+
+def _entities(table: DataFrame, group: OnlineGroup, timestamp: str, as_of: datetime) -> DataFrame:
+    """Every entity with a row at or before the as-of time."""
+    known = F.col(timestamp) <= micros(as_of)
+    for key in group.keys:
+        known = known & F.col(quoted(key)).isNotNull()
+    return table.where(known).select(*(quoted(k) for k in group.keys)).distinct()
+
+
+def changed_entities(
+    spark: SparkSession,
+    path: str,
+    group: OnlineGroup,
+    timestamp: str,
+    held: GroupState,
+    version: int,
+    as_of: datetime,
+) -> DataFrame:
+    """The entities whose values may differ from the ones the store holds (a superset, never fewer)."""
+    keys = [quoted(k) for k in group.keys]
+    columns = [*keys, quoted(timestamp), *(quoted(f) for f in group.features)]
+    new = read_dataframe(spark, path, version).select(*columns)
+    parts = []
+    if held.version != version:
+        old = read_dataframe(spark, path, held.version).select(*columns)
+        parts += [new.exceptAll(old).select(*keys), old.exceptAll(new).select(*keys)]
+    low, high = sorted([held.as_of_time, as_of])
+    if low != high:
+        ts = F.col(quoted(timestamp))
+        parts.append(new.where((ts > micros(low)) & (ts <= micros(high))).select(*keys))
+        if group.ttl_seconds is not None:
+            ttl = F.expr(f"INTERVAL {group.ttl_seconds} SECONDS")
+            parts.append(new.where((ts >= micros(low) - ttl) & (ts < micros(high) - ttl)).select(*keys))
+    if not parts:
+        return new.select(*keys).limit(0)
+    changed = parts[0]
+    for part in parts[1:]:
+        changed = changed.unionByName(part)
+    return changed.distinct()
+
+
+def group_values(
+    spark: SparkSession,
+    path: str,
+    version: int,
+    group: OnlineGroup,
+    timestamp: str,
+    as_of: datetime,
+    only: DataFrame | None = None,
+) -> Values:
+    """The group's entities (or those of `only`) with their winning row's event time and values."""
+    table = read_dataframe(spark, path, version)
+    entities = _entities(table, group, timestamp, as_of)
+    deleted = table.select(*(quoted(k) for k in group.keys)).limit(0)
+    if only is not None:
+        only = only.localCheckpoint()
+        deleted = only.join(entities, list(group.keys), "left_anti")
+        entities = entities.join(only, list(group.keys), "left_semi")
+    spine = entities.withColumn(AS_OF, micros(as_of))
+    spec = group.as_of_table(path, version, timestamp)
+    frame, _, _ = as_of_features(spark, spine, AS_OF, [spec], {group.name: version})
+    schema = {f.name: f.dataType for f in frame.schema.fields}
+    values = [_plain(quoted(f), schema[f]) for f in group.features]
+    rows = frame.select(*(quoted(k) for k in group.keys), F.unix_micros(quoted(timestamp)).alias(EVENT_US), *values)
+    return Values(
+        rows,
+        deleted,
+        tuple(schema[k].simpleString() for k in group.keys),
+        tuple(schema[f].simpleString() for f in group.features),
+    )
+
+
+def _plain(column: str, data_type: T.DataType) -> Column:
+    """Times as microseconds since the epoch, computed by Spark: no time zone on the way to Python."""
+    if isinstance(data_type, T.TimestampType | T.TimestampNTZType):
+        return F.unix_micros(column).alias(column.strip("`"))
+    return F.col(column)
+
+
+def entries(rows: DataFrame, width: int) -> Iterator[tuple[Key, Entry]]:
+    """The rows as store entries, a partition at a time on the driver (never the whole group at once)."""
+    for row in rows.toLocalIterator(prefetchPartitions=True):
+        yield tuple(row[:width]), (row[width], tuple(encode(v) for v in row[width + 1 :]))
+
+
+def _same_table(held: GroupState | None, table: str, group: OnlineGroup) -> bool:
+    return (
+        held is not None
+        and held.table == table
+        and (held.keys, held.features, held.ttl_seconds) == (group.keys, group.features, group.ttl_seconds)
+    )
+
+
+def materialize_group(
+    spark: SparkSession,
+    store: OnlineStore,
+    table: str,
+    version: int,
+    group: OnlineGroup,
+    timestamp: str,
+    as_of: datetime,
+    full: bool = False,
+) -> Written:
+    """The group's values as of `as_of` from `version` of `table`, written to the store with its state in one
+    atomic write: only the changed entities when the store holds the group from this table, else all."""
+    held = store.state(group.name)
+    incremental = not full and _same_table(held, table, group)
+    if incremental and held.version == version and held.as_of_time == as_of:
+        return Written(group.name, version, held.as_of, 0, 0, True)
+    only = changed_entities(spark, table, group, timestamp, held, version, as_of) if incremental else None
+    values = group_values(spark, table, version, group, timestamp, as_of, only)
+    deleted = [tuple(r) for r in values.deleted.collect()] if incremental else []
+    state = GroupState(
+        group=group.name,
+        table=table,
+        version=version,
+        as_of=as_of.isoformat(),
+        keys=group.keys,
+        key_types=values.key_types,
+        features=group.features,
+        types=values.types,
+        ttl_seconds=group.ttl_seconds,
+        written_at=datetime.now(UTC).isoformat(),
+    )
+    rows = store.write(state, entries(values.rows, len(group.keys)), deleted, full=not incremental)
+    return Written(group.name, version, state.as_of, rows, len(deleted), incremental)
