@@ -1,7 +1,7 @@
 """The feature server: `POST /features` (a lookup), `GET /health`, `GET /metrics` (Prometheus).
 
-A request body is `{"entities": [{"carrier": "UA"}, ...], "features": ["carrier:carrier_dep_delay_mean_24h"],
-"at": "2013-12-31T00:00:00"}` (`at` optional: the time the TTL is measured at, default now). A bad request
+A request body is `{"entities": [{"customer_id": 42}, ...], "features": ["customer:amount_sum_30d"],
+"at": "2024-06-01T00:00:00"}` (`at` optional: the time the TTL is measured at, default now). A bad request
 is a 4xx with a one-line `error`; a token, when the server has one, is checked on every request. Request
 logs carry the method, path, status, time and entity count, never a body or a token.
 """
@@ -73,7 +73,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _body(raw: bytes, limits: Limits) -> tuple[list[dict], list[str], datetime | None]:
+def _body(raw: bytes) -> tuple[list[dict], list[str], datetime | None]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -136,7 +136,7 @@ def create_app(store: OnlineStore, limits: Limits = Limits(), token: str | None 
             if len(raw) > limits.max_body_bytes:
                 return _error(413, f"the body is over {limits.max_body_bytes:,} bytes"), 0
         try:
-            entities, names, at = _body(bytes(raw), limits)
+            entities, names, at = _body(bytes(raw))
             if len(entities) > limits.max_entities or len(names) > limits.max_features:
                 return _error(
                     413, f"at most {limits.max_entities:,} entities and {limits.max_features:,} features a request"
