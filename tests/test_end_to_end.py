@@ -542,7 +542,7 @@ def test_the_default_job_on_a_standalone_cluster_writes_what_local_mode_writes(
     assert command[0] == "spark-submit" and "--py-files" in command and "--jars" in command
     command[0] = str(VENV_BIN / "spark-submit")
     command[command.index("MASTER")] = master
-    command += ["experiment=none", "spark.shuffle_partitions=2", "spark.app_name=featurelake-cluster-test"]
+    command += ["experiment=none", "spark.shuffle_partitions=4", "spark.app_name=featurelake-cluster-test"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env["SPARK_HOME"] = str(SPARK_HOME)
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
