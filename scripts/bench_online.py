@@ -1,4 +1,5 @@
-"""Online features benchmark: materialization time, and lookup latency through the Python API and HTTP.
+"""Online features benchmark: materialization time, and lookup latency through the Python API and HTTP,
+side by side with Feast.
 
     .venv/bin/python scripts/bench_online.py [--entities 100000,1000000] [--features 50] [--out bench/online.md]
 
@@ -8,6 +9,10 @@ new version changes 1% of the entities. Lookups (on the first size): 1 entity x 
 entities x F features, through `OnlineClient` in this process (single thread) and through
 `scripts/serve` (uvicorn, one process) loaded by `wrk` on loopback with 1 and 8 connections, each
 after a warm-up; the median of three runs of each is reported. Redis is a `redis-server` started here.
+
+Feast (its pinned version, in a virtual environment of its own under .cache/bench, made on first use)
+gets the same rows of the first size as one Parquet file, a SQLite online store, and the same lookups
+through its Python SDK and `feast serve` (`bench_online_feast.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,34 +42,13 @@ from engine.online.redis_store import RedisStore  # noqa: E402
 from engine.online.sqlite_store import SqliteStore  # noqa: E402
 from engine.runtime.session import build_session  # noqa: E402
 from engine.sinks.delta import write_delta  # noqa: E402
+from scripts.benchlib import PeakRss, jvm_pid  # noqa: E402
+from scripts.latency import call_latency, wrk_latency  # noqa: E402
+from scripts.loopback import free_port, redis_server, wait_port  # noqa: E402
 
 AS_OF = datetime(2024, 6, 1, tzinfo=UTC)
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = os.getenv("BODY")
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %f %f %f %f\\n", summary.requests, summary.duration / 1e6,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
-end
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(port)
+FEAST = "feast[redis]==0.67.0"
+FEAST_VENV = REPO / ".cache" / "bench" / "feast-0.67.0"
 
 
 def feature_table(spark, path: Path, entities: int, features: int, changed: float = 0.0, seed: int = 1) -> int:
@@ -91,84 +73,78 @@ def feature_table(spark, path: Path, entities: int, features: int, changed: floa
     return write_delta(frame, sink, {"run_id": "bench"}, {"bench": f"{entities}-{changed}-{seed}"}).version
 
 
-def timed(func):
+def timed(func, peaks: tuple[PeakRss, PeakRss]) -> tuple[float, object, float]:
+    """Seconds, result, and the peak resident memory (MiB) of the driver JVM plus this process."""
+    for peak in peaks:
+        peak.reset()
     started = time.perf_counter()
     result = func()
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, result, sum(p.read() for p in peaks)
 
 
 def materialization(spark, tmp: Path, entities: int, features: int, stores: dict) -> list[dict]:
     group = OnlineGroup("entity", ("entity",), tuple(f"f{j:03d}" for j in range(features)), None)
     path = tmp / f"table_{entities}"
+    peaks = (PeakRss(jvm_pid()), PeakRss(os.getpid()))
     v0 = feature_table(spark, path, entities, features)
     rows = []
     for name, store in stores.items():
-        full_s, full = timed(lambda s=store: materialize_group(spark, s, str(path), v0, group, "event_ts", AS_OF, True))
+        seconds, full, mib = timed(
+            lambda s=store: materialize_group(spark, s, str(path), v0, group, "event_ts", AS_OF, True), peaks
+        )
         rows.append(
-            {"store": name, "entities": entities, "run": "full", "seconds": full_s, "written": full.rows_written}
+            {"system": "featurelake", "store": name, "entities": entities, "run": "full", "seconds": seconds}
+            | {"written": full.rows_written, "peak_mib": mib}
         )
     v1 = feature_table(spark, path, entities, features, changed=0.01, seed=2)
     for name, store in stores.items():
-        inc_s, inc = timed(lambda s=store: materialize_group(spark, s, str(path), v1, group, "event_ts", AS_OF))
+        seconds, inc, mib = timed(
+            lambda s=store: materialize_group(spark, s, str(path), v1, group, "event_ts", AS_OF), peaks
+        )
         rows.append(
-            {
-                "store": name,
-                "entities": entities,
-                "run": "incremental 1%",
-                "seconds": inc_s,
-                "written": inc.rows_written,
-            }
+            {"system": "featurelake", "store": name, "entities": entities, "run": "incremental 1%"}
+            | {"seconds": seconds, "written": inc.rows_written, "peak_mib": mib}
         )
     return rows
 
 
-def python_latency(store, entities: int, features: int, batch: int, requests: int = 3000) -> dict:
+def python_latency(store, entities: int, features: int, batch: int) -> dict:
     client = OnlineClient(store)
     names = [f"entity:f{j:03d}" for j in range(features)]
     rng = random.Random(7)
-    for _ in range(300):  # warm-up
-        client.get_online_features([{"entity": rng.randrange(entities)} for _ in range(batch)], names, AS_OF)
-    runs = []
-    for _ in range(3):
-        samples = []
-        for _ in range(requests // batch if batch > 1 else requests):
-            rows = [{"entity": rng.randrange(entities)} for _ in range(batch)]
-            started = time.perf_counter()
-            client.get_online_features(rows, names, AS_OF)
-            samples.append(time.perf_counter() - started)
-        samples.sort()
-        runs.append(
-            {
-                "p50": samples[len(samples) // 2] * 1e3,
-                "p95": samples[int(len(samples) * 0.95)] * 1e3,
-                "p99": samples[int(len(samples) * 0.99)] * 1e3,
-                "rps": len(samples) / sum(samples),
-            }
-        )
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return call_latency(
+        lambda: client.get_online_features([{"entity": rng.randrange(entities)} for _ in range(batch)], names, AS_OF),
+        requests=3000 if batch == 1 else 300,
+    )
 
 
 def http_latency(port: int, entities: int, features: int, batch: int, connections: int, wrk: str) -> dict:
     names = [f"entity:f{j:03d}" for j in range(features)]
-    body = json.dumps(
-        {
-            "entities": [{"entity": i * 7919 % entities} for i in range(batch)],
-            "features": names,
-            "at": AS_OF.isoformat(),
-        }
+    rows = [{"entity": i * 7919 % entities} for i in range(batch)]
+    body = json.dumps({"entities": rows, "features": names, "at": AS_OF.isoformat()})
+    return wrk_latency(wrk, f"http://127.0.0.1:{port}/features", body, connections)
+
+
+def feast_side(spark, tmp: Path, entities: int, features: int, wrk: str) -> dict:
+    """Feast's materialization and lookups on the same rows (version 0 of the table), in its own venv."""
+    python = FEAST_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", FEAST], check=True)
+    source = tmp / "feast_source"
+    table = spark.read.format("delta").option("versionAsOf", 0).load(str(tmp / f"table_{entities}"))
+    table.coalesce(1).write.parquet(str(source))
+    (parquet,) = source.glob("*.parquet")
+    out = subprocess.run(
+        [
+            *(str(python), str(REPO / "scripts" / "bench_online_feast.py"), "--parquet", str(parquet)),
+            *("--entities", str(entities), "--features", str(features), "--as-of", AS_OF.isoformat(), "--wrk", wrk),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    script = Path(tempfile.mkdtemp()) / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    env = {**os.environ, "BODY": body}
-    base = [wrk, "-t", "1", "-c", str(connections), "-s", str(script), f"http://127.0.0.1:{port}/features"]
-    subprocess.run([*base[:1], "-d", "3s", *base[1:]], env=env, capture_output=True, check=True)  # warm-up
-    runs = []
-    for _ in range(3):
-        out = subprocess.run([*base[:1], "-d", "10s", *base[1:]], env=env, capture_output=True, text=True, check=True)
-        line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
-        n, seconds, p50, p95, p99 = (float(v) for v in line.split()[1:])
-        runs.append({"p50": p50, "p95": p95, "p99": p99, "rps": n / seconds})
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def serve(tmp: Path, store_args: list[str]) -> tuple[subprocess.Popen, int]:
@@ -179,8 +155,29 @@ def serve(tmp: Path, store_args: list[str]) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_port(port)
+    wait_port(port, process)
     return process, port
+
+
+def lookups(tmp: Path, name: str, store, size: int, features: int, store_args: list[str], wrk: str) -> list[dict]:
+    """One store's lookups: the Python API, then HTTP through scripts/serve."""
+    rows = [
+        {"system": "featurelake", "store": name, "via": "python", "batch": batch, "clients": 1}
+        | python_latency(store, size, features, batch)
+        for batch in (1, 100)
+    ]
+    process, port = serve(tmp, store_args)
+    try:
+        for batch in (1, 100):
+            for clients in (1, 8):
+                rows.append(
+                    {"system": "featurelake", "store": name, "via": "http", "batch": batch, "clients": clients}
+                    | http_latency(port, size, features, batch, clients, wrk)
+                )
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    return rows
 
 
 def main() -> None:
@@ -190,76 +187,42 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "online.md"))
     args = parser.parse_args()
     sizes = [int(n) for n in args.entities.split(",")]
-    wrk, redis_server = shutil.which("wrk"), shutil.which("redis-server")
-    if not wrk or not redis_server:
-        sys.exit("error: the benchmark needs wrk and redis-server (apt-get install wrk redis-server)")
+    wrk = shutil.which("wrk")
+    if not wrk:
+        sys.exit("error: the benchmark needs wrk (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-online-"))
-    redis_port = free_port()
-    redis = subprocess.Popen(
-        [
-            redis_server,
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_port(redis_port)
     spark = build_session(
         SparkConfig(shuffle_partitions=4, driver_memory="8g", jar_cache=str(REPO / ".cache" / "jars")), tmp / "logs"
     )
     materialized, latency = [], []
     try:
-        for size in sizes:
-            stores = {
-                "sqlite": SqliteStore(SqliteStoreConfig(str(tmp / f"online_{size}.db"))),
-                "redis": RedisStore(RedisStoreConfig(port=redis_port, key_prefix=f"bench{size}")),
-            }
-            materialized += materialization(spark, tmp, size, args.features, stores)
-            if size != sizes[0]:
-                continue
-            for name, store in stores.items():
-                for batch in (1, 100):
-                    latency.append(
-                        {
-                            "store": name,
-                            "via": "python",
-                            "batch": batch,
-                            "clients": 1,
-                            **python_latency(store, size, args.features, batch),
-                        }
-                    )
-                store_args = (
-                    [f"online.sqlite.path={tmp / f'online_{size}.db'}"]
-                    if name == "sqlite"
-                    else ["online=redis", f"online.redis.port={redis_port}", f"online.redis.key_prefix=bench{size}"]
+        with redis_server(tmp) as redis_port:
+            for size in sizes:
+                stores = {
+                    "sqlite": SqliteStore(SqliteStoreConfig(str(tmp / f"online_{size}.db"))),
+                    "redis": RedisStore(RedisStoreConfig(port=redis_port, key_prefix=f"bench{size}")),
+                }
+                materialized += materialization(spark, tmp, size, args.features, stores)
+                if size != sizes[0]:
+                    continue
+                store_args = {
+                    "sqlite": [f"online.sqlite.path={tmp / f'online_{size}.db'}"],
+                    "redis": [
+                        "online=redis",
+                        f"online.redis.port={redis_port}",
+                        f"online.redis.key_prefix=bench{size}",
+                    ],
+                }
+                for name, store in stores.items():
+                    latency += lookups(tmp, name, store, size, args.features, store_args[name], wrk)
+                feast = feast_side(spark, tmp, size, args.features, wrk)
+                materialized.append(
+                    {"system": "feast 0.67.0", "store": "sqlite", "entities": size, "run": "full"}
+                    | {"seconds": feast["materialize_seconds"], "written": size, "peak_mib": feast["peak_mib"]}
                 )
-                process, port = serve(tmp, store_args)
-                try:
-                    for batch in (1, 100):
-                        for clients in (1, 8):
-                            latency.append(
-                                {
-                                    "store": name,
-                                    "via": "http",
-                                    "batch": batch,
-                                    "clients": clients,
-                                    **http_latency(port, size, args.features, batch, clients, wrk),
-                                }
-                            )
-                finally:
-                    process.send_signal(signal.SIGINT)
-                    process.wait(timeout=30)
+                latency += [{"system": "feast 0.67.0", "store": "sqlite"} | r for r in feast["latency"]]
     finally:
         spark.stop()
-        redis.terminate()
     write_report(Path(args.out), args.features, materialized, latency)
 
 
@@ -269,30 +232,50 @@ def write_report(path: Path, features: int, materialized: list[dict], latency: l
         "",
         f"`scripts/bench_online.py` on {os.cpu_count()} cores, Python {sys.version.split()[0]}, local[2]; "
         f"{features} double features per entity; loopback only. Each latency figure is the median of three runs "
-        "after a warm-up; HTTP load from `wrk` (one thread) against `scripts/serve` (one uvicorn process).",
+        "after a warm-up; HTTP load from `wrk` (one thread) against `scripts/serve` (one uvicorn process) and "
+        "`feast serve` (one worker, worker recycling off). Feast reads the same rows as one Parquet file.",
         "",
-        "## Materialization (Spark computes the values as of a time; the store write is one atomic write per group)",
+        "## Materialization (what a user waits for: the whole call, from the Delta version to the store)",
         "",
-        "| store | entities | run | seconds | entities written | entities/s |",
-        "|---|---:|---|---:|---:|---:|",
+        "| system | store | entities | run | seconds | entities written | entities/s | peak MiB |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in materialized:
         lines.append(
-            f"| {r['store']} | {r['entities']:,} | {r['run']} | {r['seconds']:.1f} | {r['written']:,} | "
-            f"{r['written'] / r['seconds']:,.0f} |"
+            f"| {r['system']} | {r['store']} | {r['entities']:,} | {r['run']} | {r['seconds']:.1f} | "
+            f"{r['written']:,} | {r['written'] / r['seconds']:,.0f} | {r['peak_mib']:,.0f} |"
         )
     lines += [
         "",
+        "Peak MiB: featurelake's driver JVM plus the Python process; Feast's process.",
+        "",
         "## Lookups",
         "",
-        "| store | via | entities per request | clients | p50 ms | p95 ms | p99 ms | requests/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| system | store | via | entities per request | clients | p50 ms | p95 ms | p99 ms | requests/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in latency:
         lines.append(
-            f"| {r['store']} | {r['via']} | {r['batch']} | {r['clients']} | {r['p50']:.2f} | {r['p95']:.2f} | "
-            f"{r['p99']:.2f} | {r['rps']:,.0f} |"
+            f"| {r['system']} | {r['store']} | {r['via']} | {r['batch']} | {r['clients']} | {r['p50']:.2f} | "
+            f"{r['p95']:.2f} | {r['p99']:.2f} | {r['rps']:,.0f} |"
         )
+    feast = {(r["via"], r["batch"], r["clients"]): r for r in latency if r["system"].startswith("feast")}
+    ours = {
+        (r["via"], r["batch"], r["clients"]): r
+        for r in latency
+        if r["system"] == "featurelake" and r["store"] == "sqlite"
+    }
+    if feast:
+        lines += [
+            "",
+            "## Side by side on SQLite (Feast's figure divided by featurelake's: above 1, featurelake is faster)",
+            "",
+            "| via | entities per request | clients | p99 ratio | requests/s ratio (featurelake / Feast) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for key in sorted(feast.keys() & ours.keys()):
+            f, o = feast[key], ours[key]
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {f['p99'] / o['p99']:.1f} | {o['rps'] / f['rps']:.1f} |")
     path.write_text("\n".join(lines) + "\n")
     path.with_suffix(".json").write_text(json.dumps({"materialized": materialized, "latency": latency}, indent=2))
     print("\n".join(lines))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
@@ -165,20 +166,35 @@ def test_online_values_equal_a_training_set_read_at_the_same_time(
     assert (a["user:amount"], a["user:tier"], a["user:recent"]) == (3.0, "late", [3.0])  # version 1's late row
 
 
+@pytest.mark.parametrize("changes", ["change data feed", "version diff"])
 def test_an_incremental_run_writes_only_changed_entities_and_a_rerun_writes_nothing(
-    spark: SparkSession, table: Path, tmp_path: Path
+    spark: SparkSession, tmp_path: Path, changes: str
 ) -> None:
+    """With the change data feed (the sink turns it on) or without it (a table made by another writer)."""
+    table = tmp_path / "features"
+    if changes == "change data feed":
+        write(spark, table, VERSION_0), write(spark, table, VERSION_1)
+    else:
+        for rows in (VERSION_0, VERSION_1):
+            frame = spark.createDataFrame(rows, SCHEMA).write.format("delta").mode("append")
+            frame.option("delta.enableRowTracking", "true").save(str(table))
+    feed = DeltaTable.forPath(spark, str(table)).detail().first()["properties"].get("delta.enableChangeDataFeed")
+    assert feed == ("true" if changes == "change data feed" else None)
     store = SqliteStore(SqliteStoreConfig(str(tmp_path / "online.db")))
     full = materialize_group(spark, store, str(table), 0, USER, "event_ts", AT)
     assert (full.rows_written, full.incremental) == (5, False)  # a, b, c, d, f
     again = materialize_group(spark, store, str(table), 0, USER, "event_ts", AT)
     assert (again.rows_written, again.incremental) == (0, True)
     newer = materialize_group(spark, store, str(table), 1, USER, "event_ts", AT)
-    assert (newer.rows_written, newer.incremental) == (2, True)  # a's late row, and g
+    assert (newer.rows_written, newer.deleted, newer.incremental) == (2, 0, True)  # a's late row, and g
     keys = [(u,) for u in USERS]
     assert_online_equals_offline(
         lookup(OnlineClient(store), USER, keys), offline(spark, tmp_path, table, 1, USER, keys), USER, keys
     )
+    DeltaTable.forPath(spark, str(table)).delete("user = 'g'")  # version 2
+    gone = materialize_group(spark, store, str(table), 2, USER, "event_ts", AT)
+    assert (gone.rows_written, gone.deleted) == (0, 1)
+    assert lookup(OnlineClient(store), USER, [("g",)]).statuses[0]["user:amount"] == UNKNOWN
 
 
 def test_a_reader_sees_one_materialization_or_the_other_never_a_mix(tmp_path: Path) -> None:

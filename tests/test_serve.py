@@ -6,9 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,20 +20,15 @@ import pytest
 from engine.config.online import RedisStoreConfig, SqliteStoreConfig
 from engine.online.lookup import EXPIRED, PRESENT, UNKNOWN, OnlineClient
 from engine.online.redis_store import RedisStore
-from engine.online.sqlite_store import SqliteStore, StoreUnavailable
-from engine.online.store import GroupState
+from engine.online.sqlite_store import SqliteStore
+from engine.online.store import GroupState, StoreUnavailable
+from scripts import loopback
 from tests.conftest import REPO
 
 AT = datetime(2024, 1, 10, 12, tzinfo=UTC)
 AT_US = (AT - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000
 TOKEN = "s3cret-token-for-tests"
 UA, MEAN = {"entities": [{"carrier": "UA"}]}, ["carrier:mean"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _state(version: int = 0, ttl: int | None = 3600) -> GroupState:
@@ -63,25 +56,12 @@ def _fill(store) -> None:
     store.write(_state(), rows, [], full=True)
 
 
-def _wait_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the process ended with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """`scripts/serve`'s entry point in a process of its own, with a token, over a filled SQLite store."""
     tmp = tmp_path_factory.mktemp("serve")
     _fill(SqliteStore(SqliteStoreConfig(str(tmp / "online.db"))))
-    port = _free_port()
+    port = loopback.free_port()
     env = {**os.environ, "FEATURELAKE_API_TOKEN": TOKEN}
     args = [f"online.sqlite.path={tmp / 'online.db'}", f"job.log_dir={tmp / 'logs'}", "--max-entities", "100"]
     process = subprocess.Popen(
@@ -93,7 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
         text=True,
     )
     try:
-        _wait_port(port, process)
+        loopback.wait_port(port, process)
         yield port, tmp
     finally:
         process.send_signal(signal.SIGINT)
@@ -192,35 +172,9 @@ def test_serving_beyond_loopback_needs_a_token() -> None:
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
     """A real redis-server on a loopback port, with a password."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: scripts/test installs it (apt-get install redis-server)"
-    port, password = _free_port(), "redis-pass-for-tests"
-    tmp = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            password,
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_port(port, process)
+    password = "redis-pass-for-tests"
+    with loopback.redis_server(tmp_path_factory.mktemp("redis"), password) as port:
         yield port, password
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _redis(port: int, monkeypatch: pytest.MonkeyPatch, password: str, prefix: str = "test") -> RedisStore:

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.errors import FeaturelakeError
-from engine.online.store import EPOCH, MICROSECOND, GroupState, OnlineStore, decoder
+from engine.online.store import GroupState, OnlineStore, decoder
+from engine.runtime.instants import epoch_micros
 
 PRESENT, NULL, EXPIRED, UNKNOWN = "present", "null", "expired", "unknown"
 
@@ -116,7 +117,7 @@ class OnlineClient:
         self, entity_rows: Sequence[Mapping[str, Any]], features: Sequence[str], at: datetime | None = None
     ) -> OnlineFeatures:
         """The features' values for each entity row; the TTL is measured at `at` (default: now)."""
-        now_us = ((at or datetime.now(UTC)) - EPOCH) // MICROSECOND
+        now_us = epoch_micros(at or datetime.now(UTC))
         answer = OnlineFeatures(list(features))
         answer.values = [{} for _ in entity_rows]
         answer.statuses = [{} for _ in entity_rows]

@@ -3,8 +3,8 @@
 The values are the ones a point-in-time training set reads for a spine row (entity, as-of time): the
 same as-of join computes both (`as_of_features`), with the group's keys and TTL. An incremental run
 recomputes only the entities whose values can differ from what the store holds: those with a row that
-changed between the two versions, and those with a row whose availability or expiry falls between the
-two as-of times.
+changed between the two versions (read from the table's change data feed when it records one), and
+those with a row whose availability or expiry falls between the two as-of times.
 """
 
 from __future__ import annotations
@@ -13,18 +13,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.online.groups import OnlineGroup
-from engine.online.store import MICROSECOND, Entry, GroupState, Key, OnlineStore, encode
+from engine.online.store import Entry, GroupState, Key, OnlineStore, encode
+from engine.runtime.instants import epoch_micros
 from engine.training.asof import quoted
-from engine.training.build import as_of_features
+from engine.training.build import SMALL_SPINE_ROWS, as_of_features
 from engine.versioning.refs import read_dataframe
 
 AS_OF = "_online_as_of"
 EVENT_US = "_online_event_us"
+_SIGN = "_online_sign"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Values:
 
 
 def micros(when: datetime) -> Column:
-    return F.timestamp_micros(F.lit((when - datetime(1970, 1, 1, tzinfo=when.tzinfo)) // MICROSECOND))
+    return F.timestamp_micros(F.lit(epoch_micros(when)))
 
 
 def _entities(table: DataFrame, group: OnlineGroup, timestamp: str, as_of: datetime) -> DataFrame:
@@ -70,27 +73,62 @@ def changed_entities(
     version: int,
     as_of: datetime,
 ) -> DataFrame:
-    """The entities whose values may differ from the ones the store holds (a superset, never fewer)."""
+    """The entities whose values may differ from the ones the store holds (a superset, never fewer),
+    computed once and held in memory."""
     keys = [quoted(k) for k in group.keys]
     columns = [*keys, quoted(timestamp), *(quoted(f) for f in group.features)]
-    new = read_dataframe(spark, path, version).select(*columns)
     parts = []
     if held.version != version:
-        old = read_dataframe(spark, path, held.version).select(*columns)
-        parts += [new.exceptAll(old).select(*keys), old.exceptAll(new).select(*keys)]
+        parts.append(_changed_keys(spark, path, keys, columns, held.version, version))
     low, high = sorted([held.as_of_time, as_of])
     if low != high:
+        new = read_dataframe(spark, path, version).select(*columns)
         ts = F.col(quoted(timestamp))
         parts.append(new.where((ts > micros(low)) & (ts <= micros(high))).select(*keys))
         if group.ttl_seconds is not None:
             ttl = F.expr(f"INTERVAL {group.ttl_seconds} SECONDS")
             parts.append(new.where((ts >= micros(low) - ttl) & (ts < micros(high) - ttl)).select(*keys))
     if not parts:
-        return new.select(*keys).limit(0)
+        return read_dataframe(spark, path, version).select(*keys).limit(0)
     changed = parts[0]
     for part in parts[1:]:
         changed = changed.unionByName(part)
-    return changed.distinct()
+    return changed.distinct().localCheckpoint(eager=True)
+
+
+def _changed_keys(
+    spark: SparkSession, path: str, keys: list[str], columns: list[str], held: int, version: int
+) -> DataFrame:
+    """The keys of the rows in one of the two versions and not in the other (as multisets).
+
+    From the change data feed of the versions between them when the table records it (only the
+    rows the commits in between wrote or removed are read); else from the two versions in full.
+    A row added and then removed again in between is no change.
+    """
+    low, high = sorted([held, version])
+    feed = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", low + 1)
+        .option("endingVersion", high)
+        .load(path)
+    )
+    added = F.col("_change_type").isin("insert", "update_postimage")
+    try:  # computed here, so that a table without the feed for these versions shows it now
+        signed = feed.select(*columns, F.when(added, 1).otherwise(-1).alias(_SIGN))
+        return _unbalanced(signed, columns).select(*keys).localCheckpoint(eager=True)
+    except AnalysisException as error:
+        if error.getErrorClass() != "DELTA_MISSING_CHANGE_DATA":
+            raise
+    old = read_dataframe(spark, path, held).select(*columns, F.lit(-1).alias(_SIGN))
+    new = read_dataframe(spark, path, version).select(*columns, F.lit(1).alias(_SIGN))
+    return _unbalanced(new.unionByName(old), columns).select(*keys)
+
+
+def _unbalanced(signed: DataFrame, columns: list[str]) -> DataFrame:
+    """The rows added more often than removed, or the reverse: one aggregation."""
+    counts = signed.groupBy(*columns).agg(F.sum(_SIGN).alias(_SIGN))
+    return counts.where(F.col(_SIGN) != 0)
 
 
 def group_values(
@@ -102,14 +140,17 @@ def group_values(
     as_of: datetime,
     only: DataFrame | None = None,
 ) -> Values:
-    """The group's entities (or those of `only`) with their winning row's event time and values."""
+    """The group's entities (or those of `only`) with their winning row's event time and values, and
+    the entities of `only` that have no row by the as-of time (to delete)."""
     table = read_dataframe(spark, path, version)
-    entities = _entities(table, group, timestamp, as_of)
     deleted = table.select(*(quoted(k) for k in group.keys)).limit(0)
-    if only is not None:
-        only = only.localCheckpoint()
+    if only is None:
+        entities = _entities(table, group, timestamp, as_of)
+    else:  # the changed entities: found once, held in memory for the spine and the deletions
+        cut = F.broadcast(only) if only.count() <= SMALL_SPINE_ROWS else only
+        entities = _entities(table.join(cut, list(group.keys), "left_semi"), group, timestamp, as_of)
+        entities = entities.localCheckpoint(eager=True)
         deleted = only.join(entities, list(group.keys), "left_anti")
-        entities = entities.join(only, list(group.keys), "left_semi")
     spine = entities.withColumn(AS_OF, micros(as_of))
     spec = group.as_of_table(path, version, timestamp)
     frame, _, _ = as_of_features(spark, spine, AS_OF, [spec], {group.name: version})

@@ -21,8 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from engine.config.online import RedisStoreConfig
-from engine.online.sqlite_store import StoreUnavailable
-from engine.online.store import Entry, GroupState, Key
+from engine.online.store import Entry, GroupState, Key, StoreUnavailable
 
 _BATCH = 5_000  # commands per pipeline round trip
 _READ = """

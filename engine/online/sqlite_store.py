@@ -14,8 +14,7 @@ from itertools import islice
 from pathlib import Path
 
 from engine.config.online import SqliteStoreConfig
-from engine.errors import FeaturelakeError
-from engine.online.store import Entry, GroupState, Key
+from engine.online.store import Entry, GroupState, Key, StoreUnavailable
 
 _EVENT = "_event_us"
 _STATES = "_featurelake_groups"
@@ -28,10 +27,6 @@ def _quoted(name: str) -> str:
 
 def _table(group: str) -> str:
     return _quoted(f"group_{group}")
-
-
-class StoreUnavailable(FeaturelakeError):
-    """The store cannot be opened or written."""
 
 
 class SqliteStore:

@@ -9,17 +9,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from engine.config.online import OnlineConfig
+from engine.errors import FeaturelakeError
+from engine.runtime.instants import epoch_micros, from_epoch_micros
 
 Key = tuple[Any, ...]
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 # A stored entity: its event time (microseconds since the epoch, UTC; None when its value expired by the
 # as-of time) and its feature values, in the group's feature order.
 Entry = tuple[int | None, tuple[Any, ...]]
+
+
+class StoreUnavailable(FeaturelakeError):
+    """The store cannot be opened or written."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def encode(value: Any) -> Any:
     """A feature value as a store keeps it: numbers, text and None as they are, times as microseconds,
     dates as ISO text, arrays as JSON."""
     if isinstance(value, datetime):
-        return ((value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH) // MICROSECOND
+        return epoch_micros(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, list | tuple):
@@ -98,7 +102,7 @@ def encode(value: Any) -> Any:
 def decoder(spark_type: str):
     """The inverse of `encode` for one feature's type."""
     if spark_type == "timestamp" or spark_type == "timestamp_ntz":
-        return lambda v: None if v is None else EPOCH + v * MICROSECOND
+        return lambda v: None if v is None else from_epoch_micros(v)
     if spark_type == "date":
         return lambda v: None if v is None else date.fromisoformat(v)
     if spark_type == "boolean":

@@ -69,13 +69,15 @@ def pin(ctx: RunContext, plan: Plan) -> int:
 def write(ctx: RunContext, plan: Plan, version: int) -> list[Written]:
     """Each group in turn: its values (all, or the changed entities') and its state, in one store write."""
     table = str(Path(plan.table).resolve())
-    done = [
-        materialize_group(ctx.spark, plan.store, table, version, group, plan.timestamp, plan.as_of, plan.spec.full)
-        for group in plan.groups
-    ]
+    try:
+        done = [
+            materialize_group(ctx.spark, plan.store, table, version, group, plan.timestamp, plan.as_of, plan.spec.full)
+            for group in plan.groups
+        ]
+    finally:
+        plan.store.close()
     mlflow.log_metrics({"entities_written": sum(w.rows_written for w in done), "groups": len(done)})
     ctx.record.result = {"online": [asdict(w) for w in done]}
-    plan.store.close()
     return done
 
 

@@ -32,7 +32,9 @@ from engine.sinks.schema_policy import SchemaDiff, enforce, schema_diff
 from engine.sinks.table_metadata import partition_columns
 
 CORRECTION_COLUMN = "correction"
-ROW_TRACKING = {"delta.enableRowTracking": "true"}
+# Set when a table is created: row ids (the training sets' tie-break) and the change data feed (the
+# online store's incremental materialization reads only the rows that changed).
+TABLE_PROPERTIES = {"delta.enableRowTracking": "true", "delta.enableChangeDataFeed": "true"}
 CONFLICTS = (  # commit conflicts with a concurrent writer: retried
     delta_errors.ConcurrentAppendException,
     delta_errors.ConcurrentDeleteDeleteException,
@@ -151,7 +153,7 @@ def session_commit_conf(spark: SparkSession, metadata: str, txn: WriteId | None 
 def _create_clustered(spark: SparkSession, df: DataFrame, cfg: SinkConfig) -> None:
     """Liquid clustering is declared at creation, so a clustered table is created (empty) first."""
     builder = DeltaTable.createIfNotExists(spark).location(cfg.path).addColumns(df.schema).clusterBy(*cfg.cluster_by)
-    for key, value in ROW_TRACKING.items():
+    for key, value in TABLE_PROPERTIES.items():
         builder = builder.property(key, value)
     builder.execute()
 
@@ -194,7 +196,7 @@ def _commit_once(
         _rebalanced(df, partitions)
         .write.format("delta")
         .mode("overwrite" if overwrite else "append")  # Spark save modes
-        .options(**ROW_TRACKING)
+        .options(**TABLE_PROPERTIES)
         .option("userMetadata", metadata)
         .option("txnAppId", txn.app_id)
         .option("txnVersion", txn.version)

@@ -56,7 +56,9 @@ def vacuum(
     try:
         # `vacuum()` returns an empty frame; a dry run lists the files it will delete.
         table_ref = "delta.`" + path.replace("`", "``") + "`"
-        doomed = spark.sql(f"VACUUM {table_ref} RETAIN {retention_hours:.6f} HOURS DRY RUN").count()
+        dry_run = spark.sql(f"VACUUM {table_ref} RETAIN {retention_hours:.6f} HOURS DRY RUN")
+        # The dry run also lists the change data folder itself, which the vacuum keeps while it holds files.
+        doomed = dry_run.where(~F.col("path").endswith("/_change_data")).count()
         with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
             table.vacuum(retention_hours)
     finally:

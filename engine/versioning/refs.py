@@ -7,7 +7,7 @@ transaction log: they travel with the table, and setting one is an atomic commit
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from delta.tables import DeltaTable
@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.errors import FeaturelakeError
+from engine.runtime.instants import epoch_micros
 from engine.sinks.delta import session_commit_conf
 from engine.sinks.table_metadata import sql_location, table_properties
 
@@ -68,7 +69,7 @@ def resolve_version(spark: SparkSession, path: str, ref: str) -> int:
 
 def version_at(spark: SparkSession, path: str, when: datetime) -> int:
     """The newest version committed at or before `when`."""
-    cutoff = F.timestamp_micros(F.lit((when - datetime(1970, 1, 1, tzinfo=when.tzinfo)) // timedelta(microseconds=1)))
+    cutoff = F.timestamp_micros(F.lit(epoch_micros(when)))
     row = delta_table(spark, path).history().where(F.col("timestamp") <= cutoff).agg(F.max("version")).first()
     if row[0] is None:
         raise VersionError(f"{path}: no version committed at or before {when.isoformat()}")
