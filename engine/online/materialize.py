@@ -172,10 +172,22 @@ def _plain(column: str, data_type: T.DataType) -> Column:
     return F.col(column)
 
 
-def entries(rows: DataFrame, width: int) -> Iterator[tuple[Key, Entry]]:
+# Types whose Python values a store keeps as they are; the others go through `encode` (times are already
+# microseconds, made so by Spark in `group_values`).
+_PLAIN = frozenset({"boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "string", "binary"})
+
+
+def entries(rows: DataFrame, width: int, types: tuple[str, ...]) -> Iterator[tuple[Key, Entry]]:
     """The rows as store entries, a partition at a time on the driver (never the whole group at once)."""
+    coded = [i for i, t in enumerate(types) if t not in _PLAIN]
     for row in rows.toLocalIterator(prefetchPartitions=True):
-        yield tuple(row[:width]), (row[width], tuple(encode(v) for v in row[width + 1 :]))
+        values = row[width + 1 :]
+        if coded:
+            values = list(values)
+            for i in coded:
+                values[i] = encode(values[i])
+            values = tuple(values)
+        yield tuple(row[:width]), (row[width], values)
 
 
 def _same_table(held: GroupState | None, table: str, group: OnlineGroup) -> bool:
@@ -217,5 +229,5 @@ def materialize_group(
         ttl_seconds=group.ttl_seconds,
         written_at=datetime.now(UTC).isoformat(),
     )
-    rows = store.write(state, entries(values.rows, len(group.keys)), deleted, full=not incremental)
+    rows = store.write(state, entries(values.rows, len(group.keys), values.types), deleted, full=not incremental)
     return Written(group.name, version, state.as_of, rows, len(deleted), incremental)
