@@ -166,3 +166,42 @@ def test_two_writers_appending_at_the_same_time_lose_nothing(spark: SparkSession
     assert not errors, errors
     assert len(table(spark, path)) == 1 + 2 * 3 * 2
     assert versions(spark, path) == 1 + 6
+
+
+def _at_once(*writes) -> list[BaseException]:
+    """Run each write in its own thread, started together; the errors they raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(writes))
+
+    def run(write) -> None:
+        try:
+            start.wait()
+            write()
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in writes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_two_first_writes_to_an_empty_path_both_commit_after_a_retry(
+    spark: SparkSession, tmp_path: Path, mode: str
+) -> None:
+    """Both start before the table exists; the one that loses the race to create it retries against the
+    table the other created."""
+    path = tmp_path / "t"
+    sink = SinkConfig(path=str(path), mode=mode)
+    data = {name: rows(spark, [(name, 1, 1.0)]) for name in ("p", "q")}
+    with json_log(tmp_path / "log.jsonl") as log:
+        errors = _at_once(*(lambda n=n: write_delta(data[n], sink, META, {"writer": n}) for n in data))
+    assert not errors, errors
+    retried = [e for e in log_events(log) if e["event"] == "store_write_failed" and e["retrying"]]
+    assert len(retried) == 1 and "created by a concurrent writer" in retried[0]["message"]
+    assert versions(spark, path) == 2
+    users = sorted(r[0] for r in table(spark, path))
+    assert users == (["p", "q"] if mode == "append" else users[:1])  # an overwrite: the later one's row only

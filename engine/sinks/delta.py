@@ -309,12 +309,20 @@ def _write(
         message = f"commit conflict on {cfg.path} (attempt {attempt}): {type(err).__name__}; retrying in {delay:g} s"
         _write_failed(cfg, err, message, retrying=True)
 
-    retry_on(
-        lambda: _commit_once(df, cfg, txn, metadata, replace_where, evolve, partitions),
-        retryable=lambda err: isinstance(err, CONFLICTS),
-        policy=RetryConfig(attempts=cfg.commit_retries + 1, first_delay_seconds=0.2, max_delay_seconds=5.0),
-        on_retry=conflict,
-    )
+    try:
+        retry_on(
+            lambda: _commit_once(df, cfg, txn, metadata, replace_where, evolve, partitions),
+            retryable=lambda err: isinstance(err, CONFLICTS),
+            policy=RetryConfig(attempts=cfg.commit_retries + 1, first_delay_seconds=0.2, max_delay_seconds=5.0),
+            on_retry=conflict,
+        )
+    except delta_errors.ProtocolChangedException as err:
+        # Two first writes to an empty path: the other one created the table. Once, against that table
+        # (its schema policy, layout and history apply as to any write).
+        if existing is not None or not DeltaTable.isDeltaTable(spark, cfg.path):
+            raise
+        _write_failed(cfg, err, f"{cfg.path} was created by a concurrent writer; writing again to it", retrying=True)
+        return _write(df, cfg, commit_info, identity, replace_where)
     return commit_of(spark, cfg.path, str(txn), before)
 
 
