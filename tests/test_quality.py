@@ -26,7 +26,7 @@ from engine.config.quality import (
     load_checks_file,
 )
 from engine.config.schema import FeaturelakeConfig
-from engine.errors import CheckError, ConfigError, ValidationFailed
+from engine.errors import CheckError, ConfigError, SourceError, ValidationFailed
 from engine.pipeline.quality import write_quarantine
 from engine.pipeline.runner import execute
 from engine.pipeline.suggest import SUGGEST_CHECKS
@@ -261,7 +261,7 @@ def test_a_row_group_sample_reads_only_its_groups_and_agrees_with_full_deequ(
     cfg = FileSourceConfig(
         name="sorted", format="parquet", path=str(tmp_path / "sorted"), schema="id INT, amount DOUBLE, code STRING"
     )
-    source = read_source(spark, cfg)
+    source = read_source(spark, cfg, cached=False)
     assert (source.row_groups.count, source.row_groups.rows) == (300, len(frame))
     checks = [
         CheckConfig(name="complete", kind="completeness", columns=["amount"], threshold=0.9),
@@ -281,6 +281,8 @@ def test_a_row_group_sample_reads_only_its_groups_and_agrees_with_full_deequ(
         row_groups=source.row_groups,
     )
     assert sample.df.inputFiles() == [] and sample.clusters == 50 and 9_000 < sample.rows < 11_000
+    stored = sum(f.stat().st_size for f in (tmp_path / "sorted").iterdir())
+    assert 0 < sample.bytes_read < stored * 60 / 300  # 50 of 300 groups, two of three columns
     report = validate(source, checks, quality, run_id="r", as_of=AS_OF)
     sampled = {c.name: c for c in report.report.checks}
     full = {c.name: c for c in verify(source.well_formed, "s", checks, FULL, rows=source.rows, as_of=AS_OF).checks}
@@ -288,6 +290,81 @@ def test_a_row_group_sample_reads_only_its_groups_and_agrees_with_full_deequ(
     assert all(sampled[n].status == full[n].status for n in sampled), (sampled, full)
     assert all(c.detail.startswith(f"{c.sample_size:,} rows from 50 of 300 row groups") for c in sampled.values())
     assert [sampled[n].status for n in sampled] == ["passed", "passed", "passed", "failed", "passed"]
+
+
+def _validate_sorted(tmp_path: Path, *overrides: str) -> FeaturelakeConfig:
+    """`job=validate` of the sorted Parquet table with three checks a 10,000-row sample decides."""
+    checks = (
+        "[{name: complete, kind: completeness, columns: [amount], threshold: 0.9},"
+        "{name: codes, kind: allowed_values, columns: [code], values: [AB1, XY2], threshold: 0.9},"
+        "{name: mean, kind: mean, columns: [amount], min: 45, max: 55}]"
+    )
+    return job_config(
+        tmp_path,
+        "job=validate",
+        f"validate.source.path={tmp_path / 'sorted'}",
+        "validate.source.name=sorted",
+        "validate.source.format=parquet",
+        "validate.source.schema='id INT, amount DOUBLE, code STRING'",
+        "validate.source.options={}",
+        "validate.output_path=''",
+        f"validate.checks={checks}",
+        "quality.sample_rows=10000",
+        *overrides,
+    )
+
+
+def test_job_validate_on_parquet_reads_only_the_sampled_row_groups_and_spark_reads_no_source_file(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The whole job: rows from the footers, the checks from 50 of 300 row groups; with sampling off, one
+    full Deequ pass reads the checked columns through Spark."""
+    _sorted_by_amount(tmp_path / "sorted", groups=300, group_rows=1_000)
+    stored = sum(f.stat().st_size for f in (tmp_path / "sorted").iterdir())
+    sampled = execute(VALIDATE, _validate_sorted(tmp_path), spark)
+    report = json.loads(sampled["published"].json_path.read_text())
+    assert report["rows"] == {"sorted": 300_000}
+    assert {c["decided_by"] for c in report["checks"]} == {"sample"}
+    assert 0 < report["sample_bytes"]["sorted"] < stored * 60 / 300
+    assert sum(s.bytes_read for s in sampled.stages.runs) == 0
+    full = execute(VALIDATE, _validate_sorted(tmp_path, "quality.sample_rows=10000000"), spark)
+    assert {c["decided_by"] for c in json.loads(full["published"].json_path.read_text())["checks"]} == {"full"}
+    assert sum(s.bytes_read for s in full.stages.runs if s.name == "verify") > stored / 2
+
+
+def test_job_validate_on_an_empty_table_fails_in_one_line_unless_the_source_allows_it(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    (tmp_path / "sorted").mkdir()
+    schema = pa.schema([("id", pa.int32()), ("amount", pa.float64()), ("code", pa.string())])
+    pq.write_table(schema.empty_table(), tmp_path / "sorted" / "part-0.parquet")
+    with pytest.raises(SourceError, match=r"^source sorted has no rows \(parquet at .*sorted\)$"):
+        execute(VALIDATE, _validate_sorted(tmp_path, f"validate.output_path={tmp_path / 'out'}"), spark)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
+    allowed = _validate_sorted(tmp_path, "validate.source.allow_empty=true")
+    report = json.loads(execute(VALIDATE, allowed, spark)["published"].json_path.read_text())
+    assert report["rows"] == {"sorted": 0} and report["passed"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not text (byte 0x89 at offset 0 is not utf-8)"),
+        (
+            b"tailnum,year,type,manufacturer,model,engines,seats,speed\nN1,2001,a,b,c,2,100,\n",
+            "the header has 8 columns, the schema 9 (missing: engine)",
+        ),
+    ],
+)
+def test_an_unreadable_csv_fails_in_one_line_naming_the_source_the_file_and_the_reason(
+    spark: SparkSession, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    (tmp_path / "planes.csv").write_bytes(content)
+    cfg = job_config(tmp_path, "job=validate", "validate=planes", f"validate.source.path={tmp_path / 'planes.csv'}")
+    with pytest.raises(SourceError) as err:
+        execute(VALIDATE, cfg, spark)
+    assert str(err.value) == f"source planes: planes.csv: {problem}"
+    assert not Path(cfg.validate.output_path).exists() and not (tmp_path / "reports").exists()
 
 
 def test_row_groups_of_a_delta_version_and_none_behind_deletion_vectors(spark: SparkSession, tmp_path: Path) -> None:
@@ -335,8 +412,14 @@ def test_a_missing_column_halts_with_nothing_written(spark: SparkSession, tmp_pa
 @pytest.mark.parametrize(
     ("check", "problem"),
     [
-        ("{name: name_mean, kind: mean, columns: [name], min: 0, max: 1}", "name_mean: Deequ cannot evaluate it: "),
-        ("{name: amount_pattern, kind: pattern, columns: [amount], pattern: '^1'}", "amount_pattern: Deequ cannot"),
+        (
+            "{name: name_mean, kind: mean, columns: [name], min: 0, max: 1}",
+            "name_mean: Deequ cannot evaluate it: column name is a string; mean needs a number",
+        ),
+        (
+            "{name: amount_pattern, kind: pattern, columns: [amount], pattern: '^1'}",
+            "amount_pattern: Deequ cannot evaluate it: column amount is a double; pattern needs a string",
+        ),
         ("{name: gone, kind: completeness, columns: [nope]}", "gone: Deequ cannot evaluate it: "),
     ],
 )
@@ -348,15 +431,18 @@ def test_a_check_deequ_cannot_evaluate_fails_in_one_line_before_any_write(
     cfg = validate_parquet(tmp_path, f"[{{name: amount_complete, kind: completeness, columns: [amount]}}, {check}]")
     with pytest.raises(CheckError) as err:
         execute(VALIDATE, cfg, spark)
-    assert str(err.value).startswith(f"check {problem}") and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"check {problem}") and "\n" not in str(err.value) and "$@" not in str(err.value)
     assert not (tmp_path / "delta").exists() and not (tmp_path / "reports").exists()
 
 
 @pytest.mark.parametrize(
     ("check", "problem"),
     [
-        (CheckConfig(name="name_mean", kind="mean", columns=["name"], min=0, max=1), "found StringType instead"),
-        (CheckConfig(name="amount_pattern", kind="pattern", columns=["amount"], pattern="^1"), "found DoubleType"),
+        (CheckConfig(name="name_mean", kind="mean", columns=["name"], min=0, max=1), "column name is a string; mean"),
+        (
+            CheckConfig(name="amount_pattern", kind="pattern", columns=["amount"], pattern="^1"),
+            "column amount is a double; pattern needs a string",
+        ),
         (CheckConfig(name="gone", kind="completeness", columns=["nope"]), "does not include column nope"),
     ],
 )

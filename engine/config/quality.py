@@ -290,7 +290,8 @@ class FileSourceConfig:
     `timestamp_as_of`. A path of http(s) is fetched (with retries) and a local `.zip` extracted, into
     the staging folder. In a pipeline, `filter` (SQL) keeps rows, `day` (SQL, a date) places a row in
     `pipeline.days`, `columns` adds event columns, each an SQL expression over the source's columns
-    and the event columns before it, and `checks` are the source's data-quality checks.
+    and the event columns before it, and `checks` are the source's data-quality checks. A source with
+    no rows fails its job unless `allow_empty` (`job=validate` and references; features always need rows).
     """
 
     name: str = MISSING
@@ -304,6 +305,7 @@ class FileSourceConfig:
     day: str = ""
     columns: dict[str, str] = field(default_factory=dict)
     checks: list[CheckConfig] = field(default_factory=list)
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
         key = f"source {self.name}"

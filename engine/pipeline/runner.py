@@ -23,6 +23,7 @@ from engine.config.paths import check_table_paths, tables_written
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import describe
 from engine.pipeline.stages import StageLog, StageRun
+from engine.runtime.io_metrics import spark_input_bytes
 from engine.tracking.mlflow_runs import commit_metadata, config_params, tracked_run, write_run_record
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class JobResult:
 
 def run_job(job: Job, spark: SparkSession, cfg: FeaturelakeConfig, prepared: Any) -> JobResult:
     """Run the job's stages inside one MLflow run; the record is written on every outcome."""
-    stages = StageLog()
+    stages = StageLog(input_bytes=lambda: spark_input_bytes(spark))
     values: dict[str, Any] = {PREPARED: prepared}
     with tracked_run(cfg.tracking, run_name=job.run_name(cfg, prepared)) as run:
         run_id = run.info.run_id

@@ -16,9 +16,12 @@ log = logging.getLogger("engine.pipeline")
 
 @dataclass
 class StageRun:
+    """One stage as it ran: wall time, rows produced, and bytes Spark read from storage meanwhile."""
+
     name: str
     seconds: float
     rows: int | None = None
+    bytes_read: int | None = None
 
 
 @dataclass
@@ -26,20 +29,23 @@ class StageLog:
     """Timings and row counts of the stages as they ran."""
 
     runs: list[StageRun] = field(default_factory=list)
+    input_bytes: Callable[[], int | None] = lambda: None
 
     def run(self, name: str, step: Callable[[], T], rows: Callable[[T], int | None] | None = None) -> T:
-        """Run one stage, record its wall time and (when given) the rows it produced."""
-        started = time.perf_counter()
+        """Run one stage, record its wall time, (when given) the rows it produced, and Spark's input bytes."""
+        started, before = time.perf_counter(), self.input_bytes()
         log.info("stage %s started", name)
         with span(f"stage {name}", stage=name) as current:
             result = step()
-            stage = StageRun(name, time.perf_counter() - started, rows(result) if rows else None)
+            seconds, after = time.perf_counter() - started, self.input_bytes()
+            read = after - before if before is not None and after is not None else None
+            stage = StageRun(name, seconds, rows(result) if rows else None, read)
             if current is not None and stage.rows is not None:
                 current.set_attribute("rows", stage.rows)
         self.runs.append(stage)
-        log.info(
-            "stage %s done in %.1f s%s", name, stage.seconds, f", {stage.rows:,} rows" if stage.rows is not None else ""
-        )
+        counted = f", {stage.rows:,} rows" if stage.rows is not None else ""
+        read = f", Spark read {stage.bytes_read / 2**20:,.1f} MiB" if stage.bytes_read else ""
+        log.info("stage %s done in %.1f s%s%s", name, stage.seconds, counted, read)
         return result
 
     def to_list(self) -> list[dict]:

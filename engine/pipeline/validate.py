@@ -36,7 +36,13 @@ def prepare(cfg: FeaturelakeConfig) -> ValidateConfig:
 
 
 def _read(ctx: RunContext, source: FileSourceConfig) -> SourceData:
-    return read_resiliently(lambda: read_source(ctx.spark, source), source=source.name, cfg=ctx.cfg.resilience)
+    """The source uncached: a Parquet or Delta source is counted from its footers and read only by the checks
+    that need it (the sample's row groups, the full-data pass's columns)."""
+    return read_resiliently(
+        lambda: read_source(ctx.spark, source, allow_empty=source.allow_empty, cached=False),
+        source=source.name,
+        cfg=ctx.cfg.resilience,
+    )
 
 
 def read(ctx: RunContext, spec: ValidateConfig) -> SourceData:

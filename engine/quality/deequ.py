@@ -222,10 +222,11 @@ def run_checks(
     """Run `(check, level)` pairs in one VerificationSuite over `df`; return each check's outcome.
 
     A check Deequ cannot evaluate (a missing column, a column of the wrong type, a bad pattern)
-    raises a CheckError naming it, before anything is written."""
+    raises a CheckError naming it, judged on the schema before the data is read."""
     from pydeequ.checks import Check, CheckLevel
     from pydeequ.verification import VerificationSuite
 
+    require_evaluable(df, [c for c, _ in checks])
     start_callbacks(spark)
     suite = VerificationSuite(spark).onData(with_seconds(df, [c for c, _ in checks]))
     for spec, level in checks:
@@ -246,6 +247,15 @@ def run_checks(
     return outcomes
 
 
+def _wrong_type(df: DataFrame, spec: CheckConfig) -> str:
+    """Why a column fails Deequ's type precondition, in words: `column tailnum is a string; mean needs a number`."""
+    column = spec.columns[0]
+    kind = df.schema[column].dataType.simpleString()
+    article = "an" if kind[0] in "aeiou" else "a"
+    needs = "a string" if spec.kind == "pattern" else "a number"
+    return f"column {column} is {article} {kind}; {spec.kind} needs {needs}"
+
+
 def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
     """Raise a CheckError naming the first check Deequ cannot evaluate on `df` (a missing column, a column
     of the wrong type, a pattern Java rejects), by Deequ's own preconditions, on the schema alone."""
@@ -261,7 +271,7 @@ def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
         if not problem and spec.kind in typed:
             rule = getattr(preconditions, typed[spec.kind])(spec.columns[0])
             failing = preconditions.findFirstFailing(schema, to_scala_seq(jvm, [rule]))
-            problem = "" if failing.isEmpty() else str(failing.get().getMessage())
+            problem = "" if failing.isEmpty() else _wrong_type(df, spec)
         if not problem and spec.kind == "pattern":
             try:
                 jvm.java.util.regex.Pattern.compile(spec.pattern)

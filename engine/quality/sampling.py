@@ -57,12 +57,14 @@ class RowGroups:
 
 @dataclass(frozen=True)
 class Sample:
-    """The sampled rows of the checked columns (one partition, with each row's cluster) and its design."""
+    """The sampled rows of the checked columns (one partition, with each row's cluster), its design, and the
+    bytes of stored column chunks it read (0 for a row sample, which Spark reads and counts)."""
 
     df: DataFrame
     rows: int
     clusters: int
     design: str
+    bytes_read: int = 0
 
 
 def _footers(filesystem: pafs.FileSystem, files: list[str]) -> RowGroups:
@@ -132,20 +134,24 @@ def draw_row_groups(
     return [(int(g), np.flatnonzero(rng.random(int(sizes[g])) < rate)) for g in chosen]
 
 
-def _read_drawn(groups: RowGroups, drawn: list[tuple[int, np.ndarray]], columns: list[str]) -> pa.Table:
-    """The drawn groups' kept rows of `columns`, each with its cluster (its position in `drawn`)."""
+def _read_drawn(groups: RowGroups, drawn: list[tuple[int, np.ndarray]], columns: list[str]) -> tuple[pa.Table, int]:
+    """The drawn groups' kept rows of `columns`, each with its cluster (its position in `drawn`), and the
+    stored bytes of the column chunks read (as the footers give them)."""
     located = [(f, g) for f, per_file in enumerate(groups.sizes) for g in range(len(per_file))]
     by_file: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
     for cluster, (index, kept) in enumerate(drawn):
         file, group = located[index]
         by_file[file].append((cluster, group, kept))
-    parts = []
+    parts, read = [], 0
     for file, wanted in by_file.items():
         reader = pq.ParquetFile(groups.files[file], filesystem=groups.filesystem)
         for cluster, group, kept in wanted:
             rows = reader.read_row_group(group, columns=columns).take(kept)
             parts.append(rows.append_column(CLUSTER, pa.array(np.full(len(kept), cluster, dtype=np.int32))))
-    return pa.concat_tables(parts)
+            meta = reader.metadata.row_group(group)
+            chunks = (meta.column(i) for i in range(meta.num_columns))
+            read += sum(c.total_compressed_size for c in chunks if c.path_in_schema.split(".")[0] in columns)
+    return pa.concat_tables(parts), read
 
 
 def _schema(df: DataFrame, columns: list[str]) -> T.StructType:
@@ -178,10 +184,10 @@ def draw_sample(
     if drawn is None:
         return _row_sample(df, columns, sample_rows / rows, seed)
     try:
-        table = _read_drawn(row_groups, drawn, columns)
+        table, read = _read_drawn(row_groups, drawn, columns)
         frame = from_arrow(df.sparkSession, table, _schema(df, columns))
     except (OSError, pa.ArrowException) as err:  # e.g. stored types a declared schema does not cast to
         _log.info("row-group sample failed (%s); sampling rows", err)
         return _row_sample(df, columns, sample_rows / rows, seed)
     design = f"{table.num_rows:,} rows from {len(drawn)} of {row_groups.count:,} row groups"
-    return Sample(frame, table.num_rows, len(drawn), design)
+    return Sample(frame, table.num_rows, len(drawn), design, read)

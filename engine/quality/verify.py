@@ -1,17 +1,19 @@
 """Run a dataset's checks in layers, cheapest first, on Deequ, and decide each one with stated confidence.
 
 1. schema: columns and types of the source as stored (the project's own: Deequ has no schema
-   constraint), then primary keys (Deequ's uniqueness); a failure here that halts skips the rest.
+   constraint); a failure here that halts skips the rest, before any data is read.
 2. statistical: the checks' metrics on a random sample of about `sample_rows` rows (whole row
    groups read alone where the stored files have enough of them, else a row sample; `sampling.py`),
    measured by Deequ's constraint conditions with confidence intervals (`sampled.py`). A check passes when its
    whole interval is inside its bound and fails when the whole interval is outside; a straddling
    (borderline) check is measured again on the full data.
-3. business: SQL predicates, size, freshness and `not_in_future` on the full data, and references
-   (Deequ's referential integrity).
+3. full data: primary keys (Deequ's uniqueness), SQL predicates, size, freshness and `not_in_future`,
+   and references (Deequ's referential integrity).
 
-The borderline statistical checks and the business checks share one full-data VerificationSuite,
-so a dataset costs one sample pass, one full pass, and one grouping per key or reference check.
+The key checks, the borderline statistical checks and the business checks share one full-data
+VerificationSuite, so a dataset costs one sample pass and one full pass (Deequ adds a grouping per
+key check), plus one per reference check. The full pass reads what its checks' expressions use; with
+only checks the sample decides, it does not run.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class ValidationReport:
     outcome: Outcome = Outcome.CONTINUE
     sources: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
+    sample_bytes: dict[str, int] = field(default_factory=dict)  # stored bytes a row-group sample read, per dataset
 
     def __post_init__(self) -> None:  # a plain string in, a member out
         object.__setattr__(self, "outcome", Outcome(self.outcome))
@@ -111,6 +114,7 @@ class ValidationReport:
             max(self.outcome, other.outcome, key=lambda o: o.gravity),
             self.sources | other.sources,
             self.run_id or other.run_id,
+            self.sample_bytes | other.sample_bytes,
         )
 
     def to_dict(self) -> dict:
@@ -125,6 +129,7 @@ class ValidationReport:
             "checks": [asdict(c) for c in self.checks],
             "anomalies": self.anomalies,
             "drift": self.drift,
+            "sample_bytes": self.sample_bytes,
         }
 
 
@@ -223,8 +228,9 @@ def _on_sample(
     rows: int,
     as_of: datetime,
     row_groups: RowGroups | None,
-) -> tuple[dict[str, CheckResult], list[CheckConfig], dict[str, str]]:
-    """Decide what the sample can; return the results, the borderline checks, and why each is borderline."""
+) -> tuple[dict[str, CheckResult], list[CheckConfig], dict[str, str], int]:
+    """Decide what the sample can; return the results, the borderline checks, why each is borderline, and the
+    stored bytes the sample read."""
     require_evaluable(df, checks)
     columns = list(dict.fromkeys(c for check in checks for c in check.columns))
     sample = draw_sample(
@@ -264,7 +270,7 @@ def _on_sample(
             detail=_design(sample, estimate),
             message=message,
         )
-    return results, borderline, why
+    return results, borderline, why, sample.bytes_read
 
 
 def _sample_message(check: CheckConfig, estimate: Estimate) -> str:
@@ -302,11 +308,7 @@ def verify(
     results: dict[str, CheckResult] = {}
     for check in (c for c in checks if c.kind == "schema"):
         results[check.name] = _schema_check(dataset, check, stored_schema or df.schema)
-    halted = any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values())
-    if not halted:
-        results |= _on_full_data(dataset, [c for c in checks if c.kind == "unique"], df, rows=rows, as_of=as_of)
-        halted = any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values())
-    if halted:
+    if any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values()):
         skipped = [
             _result(dataset, c, CheckStatus.SKIPPED, detail="a schema check halted")
             for c in checks
@@ -317,8 +319,11 @@ def verify(
     sampled = [c for c in checks if c.kind in SAMPLED_KINDS and c.layer == "statistical"]
     full = [c for c in checks if c.name not in results and c not in sampled and c.kind != "references"]
     why: dict[str, str] = {}
+    read = 0
     if sampled and rows > cfg.sample_rows:
-        decided, borderline, why = _on_sample(dataset, sampled, df, cfg, rows=rows, as_of=as_of, row_groups=row_groups)
+        decided, borderline, why, read = _on_sample(
+            dataset, sampled, df, cfg, rows=rows, as_of=as_of, row_groups=row_groups
+        )
         results |= decided
         full += borderline
     else:
@@ -328,7 +333,7 @@ def verify(
     for check in (c for c in checks if c.kind == "references"):
         results[check.name] = _references(dataset, check, df, datasets or {})
     ordered = [results[c.name] for c in checks if c.name in results]
-    return ValidationReport(ordered, rows={dataset: rows})
+    return ValidationReport(ordered, rows={dataset: rows}, sample_bytes={dataset: read} if read else {})
 
 
 def with_quarantined(report: ValidationReport, dataset: str, per_check: dict[str, int], total: int) -> ValidationReport:

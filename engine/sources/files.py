@@ -24,6 +24,7 @@ from engine.config.resilience import ResilienceConfig
 from engine.errors import ConfigError, SourceError
 from engine.quality.inputs import CORRUPT, SourceData
 from engine.quality.sampling import stored_row_groups
+from engine.sources.headers import check_csv_header
 from engine.sources.materialize import materialize, root_cause
 from engine.sources.remote import fetch, is_remote
 from engine.sources.staging import stage_file
@@ -113,6 +114,7 @@ def stored_schema(spark: SparkSession, cfg: FileSourceConfig) -> T.StructType:
         if cfg.format == "json":
             return declared
         if cfg.format == "csv":
+            check_csv_header(cfg, declared.names)
             header = spark.read.options(**cfg.options).option("header", "true").csv(cfg.path).columns
             types = {f.name: f.dataType for f in declared.fields}
             return T.StructType([T.StructField(c, types.get(c, T.StringType())) for c in header])
@@ -146,17 +148,27 @@ def read_source(
     *,
     allow_empty: bool = True,
     stored: T.StructType | None = None,
+    cached: bool = True,
 ) -> SourceData:
-    """Read, cache and count a source in one scan (rows and malformed lines together), and list its stored
-    row groups (Parquet and Delta: metadata only) for the statistical layer's sample. A filtered or
-    sliced source has no stored row groups to sample: its rows are a subset of them. `stored`, the
-    stored schema when the caller has read it already."""
+    """Read a source and count its rows, and list its stored row groups (Parquet and Delta: metadata only)
+    for the statistical layer's sample. A filtered or sliced source has no stored row groups to sample:
+    its rows are a subset of them. `stored`, the stored schema when the caller has read it already.
+
+    Cached (the default), the source is cached and counted in one scan (rows and malformed lines together).
+    Not cached, a whole Parquet or Delta source is counted from its footers and read by nothing here:
+    the frame stays a lazy scan, so later stages read only the row groups and columns they need. Any
+    other source is cached and counted as above."""
     schema = stored or stored_schema(spark, cfg)
     df = sliced(_reader(spark, cfg, declared_schema(cfg)), cfg, days)
-    data = materialize(df, cfg.name, location=f"{cfg.format} at {cfg.path}", allow_empty=allow_empty)
+    location = f"{cfg.format} at {cfg.path}"
     whole = not cfg.filter and not (days and cfg.day) and not cfg.timestamp_as_of
-    row_groups = stored_row_groups(cfg.format, cfg.path, cfg.version) if whole and not data.malformed else None
-    return replace(data, stored_schema=schema, row_groups=row_groups)
+    row_groups = stored_row_groups(cfg.format, cfg.path, cfg.version) if whole else None
+    if not cached and row_groups is not None:
+        if not row_groups.rows and not allow_empty:
+            raise SourceError(f"source {cfg.name} has no rows ({location})")
+        return SourceData(cfg.name, df, row_groups.rows, 0, schema, row_groups)
+    data = materialize(df, cfg.name, location=location, allow_empty=allow_empty)
+    return replace(data, stored_schema=schema, row_groups=None if data.malformed else row_groups)
 
 
 def locate(cfg: FileSourceConfig, staging_dir: Path, resilience: ResilienceConfig, task: str) -> FileSourceConfig:

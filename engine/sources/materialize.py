@@ -44,6 +44,6 @@ def materialize(df: DataFrame, source: str, *, location: str = "", allow_empty: 
         raise SourceError(f"cannot read source {source}{where}: {root_cause(err)}") from err
     if row["rows"] == 0 and not allow_empty:
         cached.unpersist()
-        raise SourceError(f"source {source} has no rows")
+        raise SourceError(f"source {source} has no rows{where}")
     schema = T.StructType([f for f in df.schema.fields if f.name != CORRUPT])
     return SourceData(source, cached, row["rows"], row["malformed"], schema)
