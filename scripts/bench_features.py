@@ -35,6 +35,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from engine.config.features import AggregationConfig, FeaturesConfig, GroupConfig  # noqa: E402
 from engine.config.schema import SparkConfig  # noqa: E402
 from engine.features.table import feature_table  # noqa: E402
+from engine.runtime.row_groups import parquet_row_groups  # noqa: E402
 from engine.runtime.session import build_session  # noqa: E402
 from scripts.benchlib import PeakRss, jvm_pid  # noqa: E402
 
@@ -82,7 +83,8 @@ def engine(spark: SparkSession, source: Path) -> DataFrame:
     group = GroupConfig(
         name="e", keys=["entity"], windows=list(WINDOWS), aggregations=[AggregationConfig(list(FUNCTIONS), "value")]
     )
-    table = feature_table(spark.read.parquet(str(source)), FeaturesConfig(timestamp="ts", groups=[group]))
+    config = FeaturesConfig(timestamp="ts", groups=[group])
+    table = feature_table(spark.read.parquet(str(source)), config, stored=parquet_row_groups(str(source)))
     return table.select("id", *[F.col(f"e_value_{f.split('_')[0]}_{f.split('_')[1]}").alias(f) for f in FEATURES])
 
 

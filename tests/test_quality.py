@@ -33,9 +33,10 @@ from engine.pipeline.suggest import SUGGEST_CHECKS
 from engine.pipeline.validate import VALIDATE
 from engine.quality.drift import feature_drift, js_distance, psi
 from engine.quality.history import anomalies, metric_history, metric_rows, metrics_frame
-from engine.quality.sampling import delta_row_groups, draw_sample
+from engine.quality.sampling import draw_sample
 from engine.quality.validation import validate
 from engine.quality.verify import verify
+from engine.runtime.row_groups import delta_row_groups
 from engine.sources.files import read_source
 from tests.conftest import job_config
 

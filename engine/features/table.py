@@ -14,9 +14,10 @@ from engine.errors import ConfigError, first_line
 from engine.features.calendar import add_time_features, time_feature_names
 from engine.features.compile import GroupPlan, compile_group
 from engine.features.derived import add_derived
-from engine.features.plans import Choice, choose, measure
+from engine.features.plans import Choice, Shape, choose, measure, measure_stored
 from engine.features.snapshot import snapshot_spine
 from engine.features.windows import check_inputs, group_features
+from engine.runtime.row_groups import RowGroups
 
 PARTITION_COLUMN = "feature_date"
 log = logging.getLogger(__name__)
@@ -46,12 +47,21 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
     return _names(cfg, compile_features(cfg))
 
 
-def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig) -> list[Choice]:
-    """Each group's plan; with `auto`, one job measures the events for every set of keys."""
-    time = F.unix_micros(F.col(cfg.known_at or cfg.timestamp))
+def _shapes(
+    events: DataFrame, key_sets: list[tuple[str, ...]], cfg: FeaturesConfig, stored: RowGroups | None
+) -> dict[tuple[str, ...], Shape]:
+    """The events' shape per key set: from the stored row groups when given and they hold the columns,
+    else from one Spark job over a sample."""
+    time = cfg.known_at or cfg.timestamp
+    shapes = measure_stored(stored, key_sets, time) if stored is not None else None
+    return shapes if shapes is not None else measure(events, key_sets, F.unix_micros(F.col(time)))
+
+
+def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig, stored: RowGroups | None) -> list[Choice]:
+    """Each group's plan; with `auto`, the events are measured once for every set of keys."""
     partitions = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     key_sets = list(dict.fromkeys(tuple(plan.group.keys) for plan in plans))
-    shapes = measure(events, key_sets, time) if cfg.plan == "auto" else {}
+    shapes = _shapes(events, key_sets, cfg, stored) if cfg.plan == "auto" else {}
     choices = []
     for plan in plans:
         choice = choose(events, plan, cfg, shapes.get(tuple(plan.group.keys)), partitions)
@@ -61,12 +71,13 @@ def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig) -> 
     return choices
 
 
-def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
+def feature_table(events: DataFrame, cfg: FeaturesConfig, stored: RowGroups | None = None) -> DataFrame:
     """Rows with features: each event (event granularity) or each entity x boundary (snapshot).
 
     Without `known_at` or a range, each group reads its events from the rows it is given (one
     lineage); otherwise every group reads `events`, since a ranged group's output lacks the history
-    the next group's windows need.
+    the next group's windows need. `stored`: the row groups of a stored table whose rows `events` are
+    (keys and times as stored), which the plan chooser samples instead of `events`.
     """
     plans = compile_features(cfg)
     clashes = sorted(set(_names(cfg, plans)) & set(events.columns))
@@ -76,7 +87,7 @@ def feature_table(events: DataFrame, cfg: FeaturesConfig) -> DataFrame:
     try:
         for plan in plans:
             check_inputs(events, plan, cfg)
-        choices = _choices(events, plans, cfg)
+        choices = _choices(events, plans, cfg, stored)
         if cfg.granularity == "event":
             rows = events
             for plan, choice in zip(plans, choices, strict=True):

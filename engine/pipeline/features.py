@@ -49,6 +49,7 @@ from engine.quality.states import Outcome
 from engine.quality.validation import Validated, validate
 from engine.quality.verify import ValidationReport
 from engine.resilience.retry import read_resiliently
+from engine.runtime.row_groups import RowGroups
 from engine.sinks.delta import Commit, latest_version, write_delta
 from engine.sources.files import fingerprint, locate, read_source
 from engine.tracking.mlflow_runs import log_delta_input, write_json
@@ -136,13 +137,14 @@ def build_features(
     pipeline: PipelineConfig,
     features: FeaturesConfig,
     joins: list[JoinConfig] | tuple[JoinConfig, ...] | None = None,
+    stored: RowGroups | None = None,
 ) -> DataFrame:
     """The feature table: one row per driving row with its keys, carried columns, label, windowed
     features and joined columns; for snapshots, one row per entity per period with its keys and time."""
     joins = pipeline.joins if joins is None else joins
     entity = pipeline.entity
     events = with_event_columns(passed[entity.source], pipeline.driving, pipeline.label)
-    table = events.transform(feature_table, features)
+    table = events.transform(feature_table, features, stored)
     for join in joins:
         other = with_event_columns(passed[join.source], pipeline.source(join.source))
         table = join_as_of(table, other, join, features.timestamp, points=events)
@@ -159,10 +161,20 @@ def _passed(located: Located, validated: list[Validated]) -> dict[str, DataFrame
     return {s.name: v.passed for s, v in zip(located.pipeline.sources, validated, strict=True)}
 
 
-def plan_features(ctx: RunContext, located: Located, validated: list[Validated]) -> DataFrame:
+def _stored_events(pipeline: PipelineConfig, sources: Mapping[str, SourceData]) -> RowGroups | None:
+    """The driving source's stored row groups, less the columns its event columns redefine: the plan
+    chooser samples them for the columns they still hold as the events have them."""
+    groups = sources[pipeline.driving.name].row_groups
+    return None if groups is None else replace(groups, columns=groups.columns - set(pipeline.driving.columns))
+
+
+def plan_features(
+    ctx: RunContext, located: Located, validated: list[Validated], sources: Mapping[str, SourceData]
+) -> DataFrame:
     """The feature table's plan, and its schema recorded (run record, MLflow, a JSON beside the records)."""
     pipeline = located.pipeline
-    table = build_features(_passed(located, validated), pipeline, ctx.cfg.features)
+    stored = _stored_events(pipeline, sources)
+    table = build_features(_passed(located, validated), pipeline, ctx.cfg.features, stored=stored)
     label = LABEL if pipeline.label else None
     schema = feature_schema(table, ctx.cfg.features, list(pipeline.entity.keys), label, pipeline.joins)
     ctx.record.feature_schema = schema
@@ -306,7 +318,7 @@ FEATURES = Job(
         Stage("verify", verify, (PREPARED, "sources"), "validated"),
         Stage("gate", gate, ("validated",), "report"),
         Stage("quarantine", quarantine, ("validated",), "quarantine"),
-        Stage("plan_features", plan_features, (PREPARED, "validated"), "table", when=_fresh),
+        Stage("plan_features", plan_features, (PREPARED, "validated", "sources"), "table", when=_fresh),
         Stage("compute_write", compute_write, ("table", PREPARED), "commit", when=_fresh, rows=_rows_written),
         Stage("ml_checks", ml_checks, ("report", "commit"), "report", when=_fresh),
         Stage("publish", publish_report, ("report",), "published"),

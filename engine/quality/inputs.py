@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 if TYPE_CHECKING:
-    from engine.quality.sampling import RowGroups
+    from engine.runtime.row_groups import RowGroups
 
 CORRUPT = "_corrupt_record"  # the column holding a malformed line's raw text (permissive CSV and JSON reads)
 

@@ -20,39 +20,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from engine.runtime.arrow import from_arrow, to_arrow
+from engine.runtime.row_groups import GROUP, RowGroups, read_groups
 
-CLUSTER = "__featurelake_cluster"
+CLUSTER = GROUP  # a sampled row's cluster: the position of its row group among those drawn
 MAX_READ_SHARE = 0.25  # past it, reading the drawn groups costs about what a scan does
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RowGroups:
-    """The Parquet row groups behind a source: each file, its groups' row counts, the columns stored."""
-
-    filesystem: pafs.FileSystem
-    files: tuple[str, ...]
-    sizes: tuple[tuple[int, ...], ...]
-    columns: frozenset[str]
-
-    @property
-    def rows(self) -> int:
-        return sum(sum(groups) for groups in self.sizes)
-
-    @property
-    def count(self) -> int:
-        return sum(len(groups) for groups in self.sizes)
 
 
 @dataclass(frozen=True)
@@ -65,53 +45,6 @@ class Sample:
     clusters: int
     design: str
     bytes_read: int = 0
-
-
-def _footers(filesystem: pafs.FileSystem, files: list[str]) -> RowGroups:
-    sizes, columns = [], None
-    for path in files:
-        meta = pq.read_metadata(path, filesystem=filesystem)
-        sizes.append(tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
-        names = frozenset(meta.schema.to_arrow_schema().names)
-        columns = names if columns is None else columns & names
-    return RowGroups(filesystem, tuple(files), tuple(sizes), columns or frozenset())
-
-
-def parquet_row_groups(path: str) -> RowGroups:
-    """The row groups of a Parquet file or folder (hidden and `_` files skipped, as Spark skips them)."""
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset(path, format="parquet")
-    return _footers(dataset.filesystem, list(dataset.files))
-
-
-def delta_row_groups(path: str, version: int | None = None) -> RowGroups | None:
-    """The row groups of a Delta version's files; None where the files alone do not hold the version's
-    rows as stored (deletion vectors hide rows, column mapping renames columns)."""
-    from deltalake import DeltaTable
-
-    table = DeltaTable(path, version=version)
-    if "deletionVectors" in (table.protocol().reader_features or []):
-        return None
-    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
-        return None
-    uris = table.file_uris()
-    if not uris:
-        return None
-    filesystem, _ = pafs.FileSystem.from_uri(uris[0])
-    return _footers(filesystem, [pafs.FileSystem.from_uri(uri)[1] for uri in uris])
-
-
-def stored_row_groups(fmt: str, path: str, version: int | None = None) -> RowGroups | None:
-    """A Parquet or Delta source's row groups, or None (other formats, or storage pyarrow cannot open)."""
-    try:
-        if fmt == "parquet":
-            return parquet_row_groups(path)
-        if fmt == "delta":
-            return delta_row_groups(path, version)
-    except (OSError, ValueError, pa.ArrowException) as err:  # a source Spark can read but pyarrow cannot
-        _log.info("row groups of %s unavailable (%s); the statistical layer samples rows", path, err)
-    return None
 
 
 def draw_row_groups(
@@ -132,26 +65,6 @@ def draw_row_groups(
         return None
     rate = min(1.0, sample_rows / drawn)
     return [(int(g), np.flatnonzero(rng.random(int(sizes[g])) < rate)) for g in chosen]
-
-
-def _read_drawn(groups: RowGroups, drawn: list[tuple[int, np.ndarray]], columns: list[str]) -> tuple[pa.Table, int]:
-    """The drawn groups' kept rows of `columns`, each with its cluster (its position in `drawn`), and the
-    stored bytes of the column chunks read (as the footers give them)."""
-    located = [(f, g) for f, per_file in enumerate(groups.sizes) for g in range(len(per_file))]
-    by_file: dict[int, list[tuple[int, int, np.ndarray]]] = defaultdict(list)
-    for cluster, (index, kept) in enumerate(drawn):
-        file, group = located[index]
-        by_file[file].append((cluster, group, kept))
-    parts, read = [], 0
-    for file, wanted in by_file.items():
-        reader = pq.ParquetFile(groups.files[file], filesystem=groups.filesystem)
-        for cluster, group, kept in wanted:
-            rows = reader.read_row_group(group, columns=columns).take(kept)
-            parts.append(rows.append_column(CLUSTER, pa.array(np.full(len(kept), cluster, dtype=np.int32))))
-            meta = reader.metadata.row_group(group)
-            chunks = (meta.column(i) for i in range(meta.num_columns))
-            read += sum(c.total_compressed_size for c in chunks if c.path_in_schema.split(".")[0] in columns)
-    return pa.concat_tables(parts), read
 
 
 def _schema(df: DataFrame, columns: list[str]) -> T.StructType:
@@ -184,7 +97,7 @@ def draw_sample(
     if drawn is None:
         return _row_sample(df, columns, sample_rows / rows, seed)
     try:
-        table, read = _read_drawn(row_groups, drawn, columns)
+        table, read = read_groups(row_groups, drawn, columns)
         frame = from_arrow(df.sparkSession, table, _schema(df, columns))
     except (OSError, pa.ArrowException) as err:  # e.g. stored types a declared schema does not cast to
         _log.info("row-group sample failed (%s); sampling rows", err)

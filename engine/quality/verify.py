@@ -36,8 +36,9 @@ from engine.quality.deequ import (
 )
 from engine.quality.intervals import Estimate
 from engine.quality.sampled import measure_sample
-from engine.quality.sampling import RowGroups, Sample, draw_sample
+from engine.quality.sampling import Sample, draw_sample
 from engine.quality.states import CheckStatus, Outcome
+from engine.runtime.row_groups import RowGroups
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from engine.config.quality import FileSourceConfig
 from engine.config.resilience import ResilienceConfig
 from engine.errors import ConfigError, SourceError
 from engine.quality.inputs import CORRUPT, SourceData
-from engine.quality.sampling import stored_row_groups
+from engine.runtime.row_groups import stored_row_groups
 from engine.sources.headers import check_csv_header
 from engine.sources.materialize import materialize, root_cause
 from engine.sources.remote import fetch, is_remote
