@@ -28,6 +28,7 @@ from engine.config.schema import SchemaPolicy, SinkConfig, SinkMode
 from engine.errors import ConfigError, describe
 from engine.observability.events import emit
 from engine.resilience.retry import retry_on
+from engine.sinks.conflicts import CommitConflict, commit_conflict
 from engine.sinks.schema_policy import SchemaDiff, enforce, schema_diff
 from engine.sinks.table_metadata import partition_columns
 
@@ -232,7 +233,8 @@ def write_delta(
     try:
         commit = _write(df, cfg, commit_info, identity, replace_where)
     except Exception as err:
-        _write_failed(cfg, err, f"write to {cfg.path} failed: {describe(err)}", retrying=False)
+        message = str(err) if isinstance(err, CommitConflict) else f"write to {cfg.path} failed: {describe(err)}"
+        _write_failed(cfg, err, message, retrying=False)
         raise
     emit(
         "materialization_done",
@@ -316,6 +318,8 @@ def _write(
             policy=RetryConfig(attempts=cfg.commit_retries + 1, first_delay_seconds=0.2, max_delay_seconds=5.0),
             on_retry=conflict,
         )
+    except CONFLICTS as err:
+        raise commit_conflict(spark, cfg.path, err, cfg.commit_retries + 1, cfg.commit_retries) from None
     except delta_errors.ProtocolChangedException as err:
         # Two first writes to an empty path: the other one created the table. Once, against that table
         # (its schema policy, layout and history apply as to any write).
