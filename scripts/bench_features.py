@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -54,6 +55,11 @@ class Result:
     seconds: float
     rows_per_second: float
     peak_rss_mib: float
+    runs: list[float]
+
+
+RUNNERS = ("engine", "naive", "polars", "floor")
+COMPARED = ("engine", "naive")  # timed `--repeats` times, alternating; Polars and the floor once per cell
 
 
 def _size(text: str) -> int:
@@ -152,6 +158,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="sparse,dense")
     parser.add_argument("--span-days", type=int, default=365)
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--driver-memory", default="12g")
     parser.add_argument("--work", default=str(REPO / ".cache" / "bench"))
     parser.add_argument("--out", default=str(REPO / "bench"))
@@ -168,32 +175,46 @@ def main() -> None:
 
     results: list[Result] = []
     checks: list[dict] = []
+
+    def run(runner: str, shape: str, size: str, source: Path, probe: PeakRss) -> tuple[Path, float]:
+        target = work / "out" / f"{shape}_{size}_{runner}"
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe.reset()
+        began = time.perf_counter()
+        if runner == "polars":
+            target = target.with_suffix(".parquet")
+            polars_rolling(source, target)
+        else:
+            build = {"engine": engine, "naive": naive, "floor": floor}[runner]
+            build(spark, source).write.mode("overwrite").parquet(str(target))
+        return target, time.perf_counter() - began
+
     try:
-        for shape in args.shapes.split(","):
+        shapes = args.shapes.split(",")
+        warm = work / f"{shapes[0]}_warmup.parquet"
+        generate(warm, 200_000, SHAPES[shapes[0]], args.span_days)
+        for runner in RUNNERS:  # class loading, JIT and the first shuffle paid before any timed run
+            run(runner, shapes[0], "warmup", warm, jvm)
+        for shape in shapes:
             for size in args.sizes.split(","):
                 rows = _size(size)
                 source = work / f"{shape}_{size}.parquet"
                 generate(source, rows, SHAPES[shape], args.span_days)
                 spark.read.parquet(str(source)).write.format("noop").mode("overwrite").save()  # warm the cache
-                outputs = {}
-                for runner in ("engine", "naive", "polars", "floor"):
-                    target = work / "out" / f"{shape}_{size}_{runner}"
-                    shutil.rmtree(target, ignore_errors=True)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    probe = me if runner == "polars" else jvm
-                    probe.reset()
-                    began = time.perf_counter()
-                    if runner == "polars":
-                        polars_rolling(source, target.with_suffix(".parquet"))
-                        target = target.with_suffix(".parquet")
-                    else:
-                        build = {"engine": engine, "naive": naive, "floor": floor}[runner]
-                        build(spark, source).write.mode("overwrite").parquet(str(target))
-                    seconds = time.perf_counter() - began
-                    outputs[runner] = target
-                    result = Result(shape, rows, runner, round(seconds, 2), round(rows / seconds), round(probe.read()))
-                    results.append(result)
-                    print(json.dumps(asdict(result)), flush=True)
+                outputs, seconds, peaks = {}, {r: [] for r in RUNNERS}, dict.fromkeys(RUNNERS, 0.0)
+                for repeat in range(args.repeats):
+                    for runner in RUNNERS if repeat == 0 else COMPARED:
+                        probe = me if runner == "polars" else jvm
+                        outputs[runner], took = run(runner, shape, size, source, probe)
+                        seconds[runner].append(round(took, 2))
+                        peaks[runner] = max(peaks[runner], probe.read())
+                        print(json.dumps({"shape": shape, "rows": rows, "runner": runner, "seconds": took}), flush=True)
+                for runner in RUNNERS:
+                    median = statistics.median(seconds[runner])
+                    results.append(
+                        Result(shape, rows, runner, median, round(rows / median), round(peaks[runner]), seconds[runner])
+                    )
                 for other in ("naive", "polars"):
                     differing = compare(outputs["engine"], outputs[other])
                     checks.append({"shape": shape, "rows": rows, "engine_vs": other, "differing_rows": differing})
@@ -223,7 +244,10 @@ def write_report(out: Path, results: list[Result], checks: list[dict], startup: 
         f"9 features (sum, count, max over 1d, 7d, 30d, closed right) per entity, as of every event; events "
         f"uniform over {args.span_days} days. Each run reads Parquet and writes Parquet.",
         "",
-        f"Spark start-up (excluded from all times): {startup:.1f} s",
+        f"Spark start-up (excluded from all times): {startup:.1f} s. Every runner runs once, untimed, on 200,000 "
+        f"events first (class loading, JIT, the first shuffle). Per cell, the engine and naive Spark then run "
+        f"{args.repeats} times, alternating, and the table gives the median (all runs in `runs`); Polars and the "
+        "floor run once per cell.",
         "",
         "Peak RSS is the driver JVM's for Spark runners (its heap, once grown, is kept across runs) and the "
         "Python process's for Polars. Speed-up is the runner's time over the engine's (above 1: the engine is faster).",
@@ -232,8 +256,8 @@ def write_report(out: Path, results: list[Result], checks: list[dict], startup: 
         "any Spark plan pays to bring an entity's events together in time order. Any Spark plan that needs that "
         "co-location (the engine's and the naive one) is at least this slow.",
         "",
-        "| shape | rows | runner | seconds | rows/s | peak RSS MiB | engine speed-up | equal to engine |",
-        "|---|---:|---|---:|---:|---:|---:|---|",
+        "| shape | rows | runner | seconds | runs | rows/s | peak RSS MiB | engine speed-up | equal to engine |",
+        "|---|---:|---|---:|---|---:|---:|---:|---|",
     ]
     equal = {(c["shape"], c["rows"], c["engine_vs"]): c["differing_rows"] == 0 for c in checks}
     for r in results:
@@ -241,7 +265,8 @@ def write_report(out: Path, results: list[Result], checks: list[dict], startup: 
         checked = equal.get((r.shape, r.rows, r.runner))
         same = "-" if checked is None else ("yes" if checked else "NO")
         lines.append(
-            f"| {r.shape} | {r.rows:,} | {r.runner} | {r.seconds:.1f} | {r.rows_per_second:,} | "
+            f"| {r.shape} | {r.rows:,} | {r.runner} | {r.seconds:.1f} | {', '.join(f'{x:.1f}' for x in r.runs)} | "
+            f"{r.rows_per_second:,} | "
             f"{r.peak_rss_mib:,.0f} | {speedup:.2f}x | {same} |"
         )
     lines += [

@@ -7,6 +7,12 @@ Deequ run. `full`: sampling off, so all 10 checks run in one Deequ VerificationS
 The data is written in row groups of 32,768 rows. The script reports each runner's time, rows/s and
 the driver JVM's peak RSS, and compares every verdict. Results go to bench/quality.{json,md}.
 
+Then the whole command, as a user runs it: `python -m jobs.run job=validate` on the same table in its
+own process, sampled against sampling off, each with (a) the 10 sample-decidable checks and (b) those
+plus a `unique` key check and a `size` check. Each run's process wall time, its stages' time (the run
+record's; Spark start-up and imports are the rest), and the bytes read from storage: Spark's (its input
+metrics, per stage in the run record) plus the stored column chunks the row-group sample read.
+
     .venv/bin/python scripts/bench_quality.py                      # 10M and 100M rows
     .venv/bin/python scripts/bench_quality.py --rows 1000000
 """
@@ -17,8 +23,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -156,6 +165,133 @@ def bench(spark, peak: PeakRss, data: Path, with_borderline: bool) -> dict:
     return out
 
 
+MIXED = [
+    *CHECKS,
+    CheckConfig(name="id_unique", kind="unique", columns=["id"]),
+    CheckConfig(name="table_size", kind="size", min=1),
+]
+COMMAND_SCHEMA = "id BIGINT, amount DOUBLE, code STRING, qty BIGINT"
+
+
+def _check_yaml(check: CheckConfig) -> str:
+    """One check as the inline YAML a `validate.checks=[...]` override takes, at warning severity: the
+    benchmark's data fails four checks on purpose, and the run should go through every stage."""
+    fields = {"name": check.name, "kind": check.kind, "severity": "warning"}
+    for key in ("columns", "values", "pattern", "threshold", "min", "max", "quantile"):
+        value = getattr(check, key)
+        if value not in (None, [], "") and not (key == "threshold" and check.kind in ("mean", "size")):
+            fields[key] = value
+    return "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items()) + "}"
+
+
+def _command(data: Path, checks: list[CheckConfig], sampled: bool, work: Path) -> dict:
+    """One `job=validate` run in its own process: wall time, the stages' time and bytes read."""
+    work.mkdir(parents=True)
+    overrides = [
+        "job=validate",
+        "validate.source.name=bench",
+        "validate.source.format=parquet",
+        f"validate.source.path={data}",
+        f"validate.source.schema='{COMMAND_SCHEMA}'",
+        "validate.source.options={}",
+        "validate.output_path=''",
+        "validate.checks=[" + ",".join(_check_yaml(c) for c in checks) + "]",
+        "quality.as_of=2024-01-01T00:00:00",
+        f"quality.report_dir={work / 'reports'}",
+        f"quality.metrics_path={work.parent / 'metrics'}",
+        f"quality.quarantine_path={work / 'quarantine'}",
+        f"tracking.uri=sqlite:///{work.parent / 'mlflow.db'}",
+        f"tracking.artifact_location={work / 'artifacts'}",
+        f"job.run_record_dir={work / 'runs'}",
+        f"job.log_dir={work / 'logs'}",
+        f"observability.metrics.textfile_dir={work / 'metrics_textfile'}",
+        *([] if sampled else ["quality.sample_rows=1000000000"]),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "jobs.run", *overrides], cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"job=validate failed: {done.stderr.strip()[-2000:]}")
+    record = json.loads(next((work / "runs").glob("*.json")).read_text())
+    report = json.loads(Path(record["reports"]["json"]).read_text())
+    stages = sum(s["seconds"] for s in record["stages"])
+    spark_bytes = sum(s.get("bytes_read") or 0 for s in record["stages"])
+    sample_bytes = sum(report.get("sample_bytes", {}).values())
+    return {
+        "wall": wall,
+        "stages": stages,
+        "spark_bytes": spark_bytes,
+        "sample_bytes": sample_bytes,
+        "decided_by_sample": sum(c["decided_by"] == "sample" for c in report["checks"]),
+        "checks": len(report["checks"]),
+    }
+
+
+def bench_command(data: Path, rows: int, stored_bytes: int, work: Path) -> list[dict]:
+    """Each check set sampled and with sampling off: a warm-up run of each (untimed), then the median of
+    three alternating runs."""
+    out = []
+    for label, checks in (("sample-decidable checks only", CHECKS), ("with a unique and a size check", MIXED)):
+        runs: dict[str, list[dict]] = {"sampled": [], "sampling off": []}
+        for repeat in range(REPEATS + 1):
+            for mode in runs:
+                folder = work / f"{rows}-{len(checks)}-{mode.replace(' ', '_')}" / f"run-{repeat}"
+                result = _command(data, checks, mode == "sampled", folder)
+                if repeat:
+                    runs[mode].append(result)
+                print(json.dumps({"rows": rows, "checks": label, "mode": mode, "repeat": repeat, **result}), flush=True)
+        for mode, results in runs.items():
+            middle = sorted(results, key=lambda r: r["stages"])[len(results) // 2]
+            read = middle["spark_bytes"] + middle["sample_bytes"]
+            out.append(
+                {
+                    "checks": label,
+                    "mode": mode,
+                    "wall_seconds": round(statistics.median(r["wall"] for r in results), 2),
+                    "stages_seconds": round(middle["stages"], 2),
+                    "stages_runs": [round(r["stages"], 2) for r in results],
+                    "spark_bytes": middle["spark_bytes"],
+                    "sample_bytes": middle["sample_bytes"],
+                    "read_share": round(read / stored_bytes, 4),
+                    "decided_by_sample": f"{middle['decided_by_sample']} of {middle['checks']}",
+                }
+            )
+    return out
+
+
+def _read(result: dict) -> int:
+    return result["spark_bytes"] + result["sample_bytes"]
+
+
+def _command_lines(rows: int, stored_bytes: int, results: list[dict]) -> list[str]:
+    lines = [
+        f"### `job=validate`, {rows:,} rows ({stored_bytes / 2**20:,.0f} MiB stored)",
+        "",
+        "| checks | mode | process wall s | stages s | start-up and the rest s | Spark read | sample read "
+        "| read / stored | decided by the sample |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['checks']} | {r['mode']} | {r['wall_seconds']} | {r['stages_seconds']} "
+            f"| {r['wall_seconds'] - r['stages_seconds']:.2f} | {r['spark_bytes'] / 2**20:,.1f} MiB "
+            f"| {r['sample_bytes'] / 2**20:,.1f} MiB | {r['read_share']:.2%} | {r['decided_by_sample']} |"
+        )
+    lines.append("")
+    for label in dict.fromkeys(r["checks"] for r in results):
+        sampled, full = (
+            next(r for r in results if r["checks"] == label and r["mode"] == m) for m in ("sampled", "sampling off")
+        )
+        lines.append(
+            f"- {label}: the sampled job's stages take **{sampled['stages_seconds'] / full['stages_seconds']:.1%}** "
+            f"of the stages with sampling off ({sampled['stages_seconds']} s against {full['stages_seconds']} s; runs "
+            f"{sampled['stages_runs']} and {full['stages_runs']}), the whole process "
+            f"{sampled['wall_seconds'] / full['wall_seconds']:.0%}, and it reads "
+            f"**{_read(sampled) / max(_read(full), 1):.1%}** of the bytes."
+        )
+    return [*lines, ""]
+
+
 def _size_lines(result: dict) -> list[str]:
     sampled, full = result["runners"]
     checks = result["checks"]
@@ -215,6 +351,14 @@ def main() -> int:
     finally:
         stop_callbacks(spark)
         spark.stop()
+    work = Path(tempfile.mkdtemp(prefix="bench-validate-"))
+    try:
+        for result, path in zip(results, datasets, strict=True):
+            stored = sum(f.stat().st_size for f in path.iterdir())
+            result["stored_bytes"] = stored
+            result["command"] = bench_command(path, result["rows"], stored, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     out = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "group_rows": GROUP_ROWS,
@@ -234,6 +378,20 @@ def main() -> int:
         "alternating runs after a warm-up of each runner; peak RSS is the driver JVM's.",
         "",
     ]
+    lines += [
+        "## The whole command",
+        "",
+        "`python -m jobs.run job=validate` on the same Parquet table, each run in its own process (set-up "
+        "excluded: the venv and jars are in place), with the default sample (sampled) and with "
+        "`quality.sample_rows` above the row count (sampling off: every check in one full Deequ pass). "
+        "`stages` is the sum of the run record's stage times (read, verify, publish, gate, ...); the process's "
+        "other time is Python and Spark start-up and the MLflow run. `Spark read` is Spark's input metrics over "
+        "the stages, `sample read` the stored column chunks of the drawn row groups (pyarrow). Medians of "
+        "three alternating runs after an untimed run of each.",
+        "",
+    ]
+    for result in results:
+        lines += _command_lines(result["rows"], result["stored_bytes"], result["command"])
     for result in results:
         lines += _size_lines(result)
     (bench_dir / "quality.md").write_text("\n".join(lines))

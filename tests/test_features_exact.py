@@ -438,7 +438,7 @@ def test_row_groups_measure_the_events_shape_on_sorted_and_shuffled_tables(spark
     group = GroupConfig(name="g", keys=["entity"], windows=["7d"], aggregations=[AggregationConfig(["count"], "id")])
     cfg = FeaturesConfig(timestamp="event_ts", groups=[group])
     for name, rows, error in (("shuffled", frame.sample(frac=1.0, random_state=2), 0.05), ("sorted", frame, 0.3)):
-        groups = _events_parquet(tmp_path / name, rows, 4_000)
+        groups = _events_parquet(tmp_path / name, rows, 2_000)
         shape = measure_stored(groups, [("entity",)], "event_ts")[("entity",)]
         assert shape.same_entity == pytest.approx(_exact_same_entity(rows), rel=error), name
         events = spark.read.parquet(str(tmp_path / name))

@@ -37,9 +37,11 @@ from engine.runtime.row_groups import GROUP, RowGroups, read_groups
 
 SAMPLE_FRACTION = 0.005
 MIN_SAMPLE_ROWS = 20_000
-# A row-group sample draws at least this many groups (all of a table with fewer), so that pairs of an
-# entity's events in different groups are seen too.
+# A row-group sample draws the groups that hold about its rows, and more, up to `MIN_GROUPS`, while they
+# stay within `MAX_READ_SHARE` of the table's groups: more, smaller clusters estimate a table sorted by
+# entity better. Never fewer than two, so that pairs of an entity's events in different groups are seen.
 MIN_GROUPS = 16
+MAX_READ_SHARE = 0.1
 # Events read per row above which the vectorized pass is cheaper. Measured on the flights' tail
 # numbers (one group, 4 windows x 3 aggregates): sliding 1.5 s against 1.8 s at 12 reads per row,
 # level (2.2 s each) at 32.
@@ -140,9 +142,9 @@ def _stored_shape(sample: pa.Table, keys: tuple[str, ...], drawn: int, groups: i
 def measure_stored(
     groups: RowGroups, key_sets: list[tuple[str, ...]], time_column: str, seed: int = 17
 ) -> dict[tuple[str, ...], Shape] | None:
-    """The shape of the events per set of entity keys from the table's stored row groups: at least
-    `MIN_GROUPS` whole groups drawn at random and read alone (only the key and time columns), and rows kept
-    within them at one rate, about `SAMPLE_FRACTION` of the table (`MIN_SAMPLE_ROWS` at least). None when the
+    """The shape of the events per set of entity keys from the table's stored row groups: whole groups drawn
+    at random and read alone (only the key and time columns; how many: `MIN_GROUPS`), and rows kept within
+    them at one rate, about `SAMPLE_FRACTION` of the table (`MIN_SAMPLE_ROWS` at least). None when the
     columns are not all stored or the time is not a stored timestamp (the caller measures in Spark)."""
     columns = list(dict.fromkeys([*(k for keys in key_sets for k in keys), time_column]))
     sizes = np.array([n for per_file in groups.sizes for n in per_file], dtype=np.int64)
@@ -150,7 +152,8 @@ def measure_stored(
         return None
     rng = np.random.default_rng(seed)
     target = min(max(SAMPLE_FRACTION * sizes.sum(), MIN_SAMPLE_ROWS), sizes.sum())
-    wanted = min(len(sizes), max(MIN_GROUPS, math.ceil(target * len(sizes) / sizes.sum())))
+    needed = math.ceil(target * len(sizes) / sizes.sum())
+    wanted = min(len(sizes), max(2, needed, min(MIN_GROUPS, int(MAX_READ_SHARE * len(sizes)))))
     chosen = np.sort(rng.choice(len(sizes), wanted, replace=False))
     rate = min(1.0, target / sizes[chosen].sum())
     drawn = [(int(g), np.flatnonzero(rng.random(int(sizes[g])) < rate)) for g in chosen]
