@@ -205,33 +205,3 @@ def test_two_first_writes_to_an_empty_path_both_commit_after_a_retry(
     assert versions(spark, path) == 2
     users = sorted(r[0] for r in table(spark, path))
     assert users == (["p", "q"] if mode == "append" else users[:1])  # an overwrite: the later one's row only
-
-
-def test_two_ranged_overwrites_of_different_days_keep_each_days_rows_once(spark: SparkSession, tmp_path: Path) -> None:
-    path = tmp_path / "t"
-    seed = [("a", 1, 1.0), ("b", 2, 2.0), ("c", 3, 3.0)]
-    write_delta(rows(spark, seed), SinkConfig(path=str(path), mode="append"), META, {"seed": 1})
-    sink = SinkConfig(path=str(path), mode="overwrite")
-    runs = {1: [("a1", 1, 10.0), ("a2", 1, 11.0)], 2: [("b1", 2, 20.0)]}
-    errors = _at_once(
-        *(
-            lambda d=d: write_delta(rows(spark, runs[d]), sink, META, {"day": d}, replace_where=f"day = '2024-01-0{d}'")
-            for d in runs
-        )
-    )
-    assert not errors, errors
-    assert [r[0] for r in table(spark, path)] == ["a1", "a2", "b1", "c"]
-    assert versions(spark, path) == 3
-
-
-def test_two_overwrites_at_once_both_commit_and_the_later_wins(spark: SparkSession, tmp_path: Path) -> None:
-    path = tmp_path / "t"
-    write_delta(rows(spark, [("seed", 1, 0.0)]), SinkConfig(path=str(path), mode="append"), META, {"seed": 1})
-    sink = SinkConfig(path=str(path), mode="overwrite")
-    data = {n: rows(spark, [(f"{n}1", 1, 1.0), (f"{n}2", 2, 2.0)]) for n in ("p", "q")}
-    errors = _at_once(*(lambda n=n: write_delta(data[n], sink, META | {"run_id": n}, {"writer": n}) for n in data))
-    assert not errors, errors
-    history = DeltaTable.forPath(spark, str(path)).history().orderBy("version").collect()
-    assert [json.loads(h["userMetadata"])["run_id"] for h in history[1:]] in (["p", "q"], ["q", "p"])
-    later = json.loads(history[-1]["userMetadata"])["run_id"]
-    assert [r[0] for r in table(spark, path)] == [f"{later}1", f"{later}2"]

@@ -1,7 +1,8 @@
 """A pinned Delta version read without a JVM (delta-rs), and the time-based train/validation split.
 
 delta-rs reads the version's snapshot from the Delta log (files, partition values, deletion
-vectors), so a trial sees exactly the rows Spark would, with the table's types and nulls.
+vectors), so a trial sees exactly the rows Spark would, with the table's types and nulls. A sweep's
+Ray tasks read their variants themselves (`ColumnsRead`), so the driver holds no feature rows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ class TableVersion:
 
     path: str
     version: int
+
+
+@dataclass(frozen=True)
+class ColumnsRead:
+    """What one variant's trials read: some columns of a pinned table version, the rows `filters` keep."""
+
+    table: TableVersion
+    columns: tuple[str, ...]
+    filters: tuple[tuple, ...] = ()
+
+    def read(self) -> pa.Table:
+        return read_arrow_table(self.table, list(self.columns), list(self.filters))
 
 
 def read_arrow_table(table: TableVersion, columns: list[str], filters: list[tuple] | None = None) -> pa.Table:

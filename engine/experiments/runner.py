@@ -1,8 +1,13 @@
 """Run a sweep's trials: as Ray tasks on every local core or on a running Ray cluster, or serially.
 
-Each variant's rows are read once and put in Ray's object store, split and converted by one task,
-and shared by its trials without copying. The console shows progress as trials finish: done,
-running, queued, failed, and the best score so far.
+One Ray task per variant reads its columns of the pinned version (delta-rs, on whichever node runs
+it), splits and converts them; its trials share the result through Ray's object store without
+copying. The driver sends only where to read, never rows. Tasks are spread over the nodes (Ray's
+default would pack them where the rows are, leaving other nodes idle). A node that dies takes its running tasks
+and the objects it held with it: each task is retried once, elsewhere (a lost variant's rows are
+read again by Ray's lineage reconstruction), and a trial that fails again is recorded as failed
+with Ray's error. The console shows progress as trials finish: done, running, queued, failed, and
+the best score so far.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import pyarrow as pa
 import ray
 from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
 from ray.exceptions import RayError
@@ -20,9 +24,10 @@ from ray.exceptions import RayError
 import engine
 from engine.config.experiment import ExperimentConfig
 from engine.errors import ClusterError, describe, first_line
+from engine.experiments.dataset import ColumnsRead
 from engine.experiments.models import METRICS
 from engine.experiments.space import Trial
-from engine.experiments.trials import TrialResult, TrialSpec, prepare_rows, run_trial
+from engine.experiments.trials import TrialResult, TrialSpec, prepare_variant, run_trial
 
 log = logging.getLogger("engine.experiments")
 
@@ -107,17 +112,22 @@ def ray_runtime(cfg: ExperimentConfig) -> Iterator[None]:
             stop_ray()
 
 
+# A task whose worker or node dies runs once more (a trial's own exception is its result, never retried).
+TASK_RETRIES = 1
+
+
 def run_on_ray(
-    tables: dict[str, pa.Table], trials: list[Trial], spec: TrialSpec, cfg: ExperimentConfig
+    sources: dict[str, ColumnsRead], trials: list[Trial], spec: TrialSpec, cfg: ExperimentConfig
 ) -> list[TrialResult]:
-    """Every trial as a one-CPU Ray task; a task that crashes is recorded as a failed trial."""
+    """Every variant's read and every trial as one-CPU Ray tasks; a task that fails twice (a crashed
+    worker, a lost node) is recorded as a failed trial."""
     progress = Progress(len(trials), spec.metric)
     with ray_runtime(cfg):
         features = {t.variant: t.features for t in trials}
-        prepare = ray.remote(num_cpus=1, max_retries=0)(prepare_rows)
-        rows = {v: prepare.remote(ray.put(table), features[v], spec) for v, table in tables.items()}
+        prepare = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")(prepare_variant)
+        rows = {v: prepare.remote(source, features[v], spec) for v, source in sources.items()}
         slots = max(int(ray.cluster_resources().get("CPU", 1)), 1)
-        task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")(run_trial)
         pending = {task.remote(rows[t.variant], t, spec): t for t in sorted(trials, key=expected_cost)}
         results: dict[int, TrialResult] = {}
         while pending:
@@ -132,11 +142,11 @@ def run_on_ray(
     return [results[t.number] for t in trials]
 
 
-def run_serially(tables: dict[str, pa.Table], trials: list[Trial], spec: TrialSpec) -> list[TrialResult]:
+def run_serially(sources: dict[str, ColumnsRead], trials: list[Trial], spec: TrialSpec) -> list[TrialResult]:
     """The same trials one after another in this process (the baseline that Ray is measured against)."""
     progress = Progress(len(trials), spec.metric)
     features = {t.variant: t.features for t in trials}
-    rows = {v: prepare_rows(table, features[v], spec) for v, table in tables.items()}
+    rows = {v: prepare_variant(source, features[v], spec) for v, source in sources.items()}
     results = []
     for i, trial in enumerate(trials, 1):
         results.append(run_trial(rows[trial.variant], trial, spec))

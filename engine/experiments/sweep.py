@@ -1,20 +1,17 @@
-"""A feature-set sweep: plan the trials, read each variant's pinned Delta version once, run the
-trials on Ray (or serially), rank them and record everything in MLflow under one parent run."""
+"""A feature-set sweep: plan the trials, run them on Ray (each variant's pinned Delta version read by a
+task of its own) or serially, rank them and record everything in MLflow under one parent run."""
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import mlflow
 import pandas as pd
-import pyarrow as pa
 
 from engine.config.experiment import ExperimentConfig
-from engine.errors import FeaturelakeError, describe
-from engine.experiments.dataset import TableVersion, read_arrow_table
+from engine.experiments.dataset import ColumnsRead, TableVersion
 from engine.experiments.models import METRICS
 from engine.experiments.runner import ray_runtime, run_on_ray, run_serially
 from engine.experiments.space import Trial, plan_trials
@@ -58,29 +55,17 @@ def rank(results: list[TrialResult], metric: str) -> list[TrialResult]:
     return sorted(results, key=lambda r: (r.failed, loss(r.score or 0.0), r.trial.number))
 
 
-def _read_variants(
-    variants: dict[str, VariantData], trials: list[Trial], cfg: ExperimentConfig
-) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    """Each variant's columns from its pinned version; variants on the same version and filters share
-    one read. A variant that cannot be read gets its error instead, and its trials fail with it."""
+def _sources(variants: dict[str, VariantData], trials: list[Trial], cfg: ExperimentConfig) -> dict[str, ColumnsRead]:
+    """Where each planned variant's trials read: its features, the label and the split's time column."""
     names = sorted({t.variant for t in trials})
-    columns = {n: list(dict.fromkeys([*variants[n].features, cfg.label, cfg.split.time_column])) for n in names}
-    sources: dict[tuple, list[str]] = {}
-    for name in names:
-        sources.setdefault((variants[name].table, repr(variants[name].filters)), []).append(name)
-    tables, errors = {}, {}
-    for (table, _), readers in sources.items():
-        filters = variants[readers[0]].filters
-        try:
-            read = read_arrow_table(table, list(dict.fromkeys(c for n in readers for c in columns[n])), filters)
-            tables |= {n: read.select(columns[n]) for n in readers}
-        except FeaturelakeError:  # one variant's columns may be the cause: read each on its own
-            for name in readers:
-                try:
-                    tables[name] = read_arrow_table(table, columns[name], filters)
-                except FeaturelakeError as err:
-                    errors[name] = describe(err)
-    return tables, errors
+    return {
+        name: ColumnsRead(
+            variants[name].table,
+            tuple(dict.fromkeys([*variants[name].features, cfg.label, cfg.split.time_column])),
+            tuple(variants[name].filters),
+        )
+        for name in names
+    }
 
 
 def run_sweep(cfg: ExperimentConfig, variants: dict[str, VariantData], *, parallel: bool = True) -> SweepResult:
@@ -110,17 +95,9 @@ def run_sweep(cfg: ExperimentConfig, variants: dict[str, VariantData], *, parall
                 "ray_address": cfg.ray_address or "local",
             }
         )
-        # delta-rs reads outside the GIL, so the tables load while Ray starts.
-        with ThreadPoolExecutor(1) as reader:
-            reading = reader.submit(_read_variants, variants, trials, cfg)
-            with ray_runtime(cfg) if parallel else nullcontext():
-                tables, unreadable = reading.result()
-                runnable = [t for t in trials if t.variant in tables]
-                results = [TrialResult(t, None, error=unreadable[t.variant]) for t in trials if t.variant in unreadable]
-                if runnable and parallel:
-                    results += run_on_ray(tables, runnable, spec, cfg)
-                elif runnable:
-                    results += run_serially(tables, runnable, spec)
+        sources = _sources(variants, trials, cfg)
+        with ray_runtime(cfg) if parallel else nullcontext():
+            results = run_on_ray(sources, trials, spec, cfg) if parallel else run_serially(sources, trials, spec)
         ranked = rank(results, cfg.metric)
         versions = {name: data.table for name, data in variants.items()}
         for result in ranked:

@@ -1,5 +1,5 @@
-"""Trials: a variant's rows are split by time once, into float matrices its trials share; a trial
-fits one model on them and scores it on the validation rows.
+"""Trials: a variant's rows are read and split by time once, into float matrices its trials share; a
+trial fits one model on them and scores it on the validation rows.
 
 A trial runs on one core (its math libraries are held to one thread), so parallelism comes from
 running trials side by side. A failure, of the variant's rows or of the trial, is the trial's
@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from engine.config.experiment import SplitConfig
-from engine.errors import describe
-from engine.experiments.dataset import time_split
+from engine.errors import FeaturelakeError, describe
+from engine.experiments.dataset import ColumnsRead, time_split
 from engine.experiments.models import METRICS, build_model, predict
 from engine.experiments.space import Trial
 
@@ -92,6 +92,16 @@ def prepare_rows(data: pa.Table, features: tuple[str, ...], spec: TrialSpec) -> 
         )
     except Exception as err:  # the variant's trials report it
         return describe(err)
+
+
+def prepare_variant(source: ColumnsRead, features: tuple[str, ...], spec: TrialSpec) -> VariantRows | str:
+    """Read a variant's columns where this runs (a Ray task, or the driver when serial), then split and
+    convert them; the error text when either fails, which the variant's trials report."""
+    try:
+        data = source.read()
+    except FeaturelakeError as err:
+        return describe(err)
+    return prepare_rows(data, features, spec)
 
 
 def run_trial(rows: VariantRows | str, trial: Trial, spec: TrialSpec) -> TrialResult:
