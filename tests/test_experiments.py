@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import ray
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -129,6 +130,7 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(table: TableVersion, 
     )
     for child in children:
         assert child.data.params["delta_version"] == "0" and child.data.params["model.C"] == "1.0"
+        assert child.data.tags["ray_node"] == ray.get_runtime_context().get_node_id()  # the one local node
         (dataset_input,) = child.inputs.dataset_inputs
         source = json.loads(dataset_input.dataset.source)
         assert (source["path"], source["delta_table_version"]) == (table.path, "0")
@@ -229,10 +231,12 @@ def test_filters_keep_only_matching_rows(table: TableVersion) -> None:
     assert sorted(rows.column("id").to_pylist()) == list(range(10, 100))
 
 
-def test_a_read_error_fails_only_that_variants_trials(table: TableVersion, tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "ray"])
+def test_a_read_error_fails_only_that_variants_trials(table: TableVersion, tmp_path: Path, parallel: bool) -> None:
+    """The three variants share one read of the table version, which fails; each is then read alone."""
     variants = {**_variants(table), "with_text": VariantData(table, ["signal", "no_such_column"])}
     with tracked_run(_tracking(tmp_path), run_name="job"):
-        sweep = run_sweep(_config(), variants, parallel=False)
+        sweep = run_sweep(_config(), variants, parallel=parallel)
     (failed,) = sweep.failed
     assert failed.error == f"SourceError: {table.path}@0 lacks columns ['no_such_column']"
     assert len(sweep.results) == 3 and sweep.best is not None

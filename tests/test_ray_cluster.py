@@ -1,106 +1,171 @@
-"""Sweeps on a real Ray cluster on loopback: a head node and a second node, joined in token mode.
+"""Sweeps on a real Ray cluster on loopback: a head node and a second node, joined in token mode, with
+this process as the sweep's driver, connected through `experiment.ray_address`.
 
-The nodes are `ray start --block` processes, each the leader of its own process group, so the test
-can kill one node (all its processes) mid-sweep, and stops both at the end whatever happens. The
-sweep's driver runs in a process of its own (`tests/cluster_driver.py`) with the token in its
-environment, as a user's job would: Ray reads the token mode when it loads.
+Each node is a `ray start --block` process leading a process group of its own, so a test can kill a
+node (its raylet, agents and workers) mid-sweep, and the fixture stops both whatever happens. The
+token is the user's (`ray get-auth-token --generate`), which the nodes and this process all read.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import secrets
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import ray
 from pyspark.sql import SparkSession
 
+from engine.config.experiment import ExperimentConfig, ModelConfig, VariantConfig
 from engine.experiments.dataset import TableVersion
+from engine.experiments.runner import start_ray
+from engine.experiments.sweep import VariantData, run_sweep
+from engine.experiments.trials import TrialResult
+from engine.tracking.mlflow_runs import tracked_run
 from scripts.loopback import free_port
-from tests.cluster_driver import main as drive
-from tests.conftest import REPO
-from tests.test_experiments import SCHEMA, _rows
+from tests.test_experiments import SCHEMA, _config, _rows, _tracking
 
 RAY = str(Path(sys.executable).with_name("ray"))
-JOIN_SECONDS = 90
-SWEEP_SECONDS = 240
-STORE = 200_000_000  # bytes of object store per node: the tests' tables are small
+START_SECONDS = 60
+SWEEP_SECONDS = 120
+# Two long trials (a second or two each, so a node can be killed while it runs one; they start first)
+# and four short ones.
+MODELS = [ModelConfig(name="gradient_boosting", params={"max_iter": [1200, 200, 250], "learning_rate": [0.05]})]
+# A lost node is declared dead within about a second (Ray's default takes tens of seconds).
+HEALTH_CHECKS = {
+    "RAY_health_check_initial_delay_ms": "0",
+    "RAY_health_check_period_ms": "300",
+    "RAY_health_check_timeout_ms": "300",
+    "RAY_health_check_failure_threshold": "3",
+}
+VARIANTS = ("signal_count", "signal_flag")
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """Every process: pid -> (parent pid, process group, title)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            ppid, pgid = (int(f) for f in stat[stat.rindex(")") + 2 :].split()[1:3])
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            found[int(entry.name)] = (ppid, pgid, title)
+    return found
+
+
+@dataclass
+class Node:
+    """A `ray start --block` process, the leader of the node's process group."""
+
+    process: subprocess.Popen
+
+    def pids(self) -> list[int]:
+        """The node's processes and their children (Ray starts each worker in a session of its own)."""
+        table = _processes()
+        group = {pid for pid, (_, pgid, _) in table.items() if pgid == self.process.pid}
+        return [pid for pid, (ppid, _, _) in table.items() if pid in group or ppid in group]
+
+    def running(self, title: str) -> bool:
+        table = _processes()
+        return any(table[pid][2].startswith(title) for pid in self.pids() if pid in table)
+
+    def kill(self) -> None:
+        """All the node's processes at once, as when its machine is lost."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
 
 
 @dataclass
 class Cluster:
+    """The head node at `address` (Ray's files under `temp`) and the second node, with their Ray node ids."""
+
     address: str
+    temp: Path
     env: dict[str, str]
-    head: subprocess.Popen
-    node: subprocess.Popen
+    head: Node
+    second: Node | None = None
+    ids: tuple[str, str] = ("", "")
+
+    def start_second(self) -> None:
+        """(Re)start the second node and wait until the cluster has two nodes alive."""
+        self.second = _start(["--address", self.address], self.env, self.temp / "second.log")
+        start_ray(ExperimentConfig(ray_address=self.address))
+        try:
+            deadline = time.monotonic() + START_SECONDS
+            while len(alive := [n for n in ray.nodes() if n["Alive"]]) < 2:
+                assert self.second.process.poll() is None, (self.temp / "second.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "the second node did not join"
+                time.sleep(0.2)
+            head = [n["NodeID"] for n in alive if "node:__internal_head__" in n["Resources"]]
+            self.ids = (*head, *(n["NodeID"] for n in alive if n["NodeID"] not in head))
+        finally:
+            ray.shutdown()
 
 
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [RAY, "start", "--num-cpus=1", "--disable-usage-stats", "--block", f"--object-store-memory={STORE}", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the node's processes share this group: one signal stops them all
+def _start(args: list[str], env: dict[str, str], log: Path) -> Node:
+    with log.open("a") as out:
+        return Node(
+            subprocess.Popen(
+                [RAY, "start", "--block", "--num-cpus=1", "--object-store-memory=100000000", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-
-
-def _nodes(address: str, env: dict[str, str]) -> int:
-    status = subprocess.run([RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True)
-    active = status.stdout.split("Pending:")[0]
-    return active.count(" node_")
+def _start_local_ray() -> None:
+    """A local Ray as `ray_session` starts it."""
+    ray.init(
+        num_cpus=2,
+        object_store_memory=500 * 2**20,
+        configure_logging=False,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """Two one-CPU nodes in token mode (Ray lets a second node join only so), for the module: the
-    node-failure test, which kills the second node, comes last."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    """Two one-CPU nodes in token mode (Ray 2.60 lets a second node join only so). A local Ray
+    already running in this process (`ray_session`, for other test modules) is shut down first, as a
+    process joins one Ray at a time, and started again at the end."""
+    local = ray.is_initialized()
+    if local:
+        ray.shutdown()
+    subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True)
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", **HEALTH_CHECKS}
+    port = free_port()
     head = _start(
-        [
-            "--head",
-            f"--port={address.split(':')[1]}",
-            "--node-ip-address=127.0.0.1",
-            f"--temp-dir={temp}",
-            "--include-dashboard=false",
-        ],
-        env,
-        temp / "head.log",
+        ["--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false"], env, temp / "head.log"
     )
-    node = None
+    cluster = Cluster(f"127.0.0.1:{port}", temp, env, head)
     try:
-        node = _start([f"--address={address}", "--node-ip-address=127.0.0.1"], env, temp / "node.log")
-        deadline = time.monotonic() + JOIN_SECONDS
-        while _nodes(address, env) < 2:
-            if time.monotonic() > deadline or head.poll() is not None or node.poll() is not None:
-                logs = " | ".join((temp / f).read_text()[-500:] for f in ("head.log", "node.log"))
-                raise RuntimeError(f"the Ray cluster did not come up: {logs}")
-            time.sleep(1)
-        yield Cluster(address, env, head, node)
+        cluster.start_second()
+        yield cluster
     finally:
-        for process in (node, head):
-            if process is not None:
-                _stop(process)
+        if ray.is_initialized():
+            ray.shutdown()
+        for node in (cluster.second, cluster.head):
+            if node is not None and node.process.poll() is None:
+                node.kill()
         shutil.rmtree(temp, ignore_errors=True)
+        if local:
+            _start_local_ray()
 
 
 @pytest.fixture(scope="module")
@@ -110,87 +175,97 @@ def table(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Tabl
     return TableVersion(path, 0)
 
 
-def _args(table: TableVersion, tmp_path: Path, models: list[dict], address: str = "") -> dict:
+def _variants(table: TableVersion) -> dict[str, VariantData]:
     return {
-        "address": address,
-        "path": table.path,
-        "version": table.version,
-        "tracking": str(tmp_path),
-        "models": models,
+        "signal_count": VariantData(table, ["signal", "count"]),
+        "signal_flag": VariantData(table, ["signal", "flag"]),
     }
 
 
-def _driver(cluster: Cluster, args: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.cluster_driver", json.dumps(args)],
-        cwd=REPO,
-        env=cluster.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _sweep_config(**changes: object) -> ExperimentConfig:
+    return _config(variants=[VariantConfig(name=v) for v in VARIANTS], **changes)
 
 
-def _results(driver: subprocess.Popen) -> list[dict]:
+@pytest.fixture(scope="module")
+def serial_scores(table: TableVersion, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float | None]:
+    """The sweep's scores, run serially in this process: what every trial scored on the cluster must match."""
+    with tracked_run(_tracking(tmp_path_factory.mktemp("serial")), run_name="serial"):
+        results = run_sweep(_sweep_config(models=MODELS), _variants(table), parallel=False).results
+    return {r.trial.number: r.score for r in results}
+
+
+def test_a_sweep_on_a_two_node_cluster_runs_on_both_and_scores_what_the_serial_run_scores(
+    cluster: Cluster, table: TableVersion, tmp_path: Path, serial_scores: dict[int, float | None]
+) -> None:
+    """The driver connects through `experiment.ray_address`; the trials run on both nodes."""
+    cfg = _sweep_config(models=MODELS, ray_address=cluster.address)
+    with tracked_run(_tracking(tmp_path), run_name="cluster"):
+        results = run_sweep(cfg, _variants(table)).results
+    assert [r.error for r in results] == [None] * len(serial_scores)
+    assert {r.trial.number: r.score for r in results} == serial_scores
+    assert {r.node for r in results} == set(cluster.ids)
+
+
+def _sweep_killing_the_second_node(
+    cluster: Cluster, cfg: ExperimentConfig, table: TableVersion, tmp_path: Path
+) -> list[TrialResult]:
+    """Run the sweep in a thread on the connected runtime and kill the second node as soon as both nodes
+    run a trial; the results, or an assertion error if the sweep does not end in time."""
+    if cluster.second is None or cluster.second.process.poll() is not None:
+        cluster.start_second()
+    second = cluster.second
+    start_ray(cfg)  # the sweep joins this runtime: Ray connects only from the main thread
+    outcome: list[list[TrialResult] | BaseException] = []
+
+    def sweep() -> None:
+        try:
+            with tracked_run(_tracking(tmp_path), run_name="cluster"):
+                outcome.append(run_sweep(cfg, _variants(table)).results)
+        except BaseException as err:  # reported by the test
+            outcome.append(err)
+
+    runner = threading.Thread(target=sweep, daemon=True)
     try:
-        out, err = driver.communicate(timeout=SWEEP_SECONDS)
-    except subprocess.TimeoutExpired:
-        driver.kill()
-        raise AssertionError("the sweep did not end") from None
-    assert driver.returncode == 0, err[-2000:]
-    return json.loads(out.strip().splitlines()[-1])
+        runner.start()
+        deadline = time.monotonic() + SWEEP_SECONDS
+        # Once both nodes run a trial, the head holds a copy of the rows its trial reads.
+        while not (second.running("ray::_trial") and cluster.head.running("ray::_trial")):
+            assert runner.is_alive(), outcome
+            assert time.monotonic() < deadline, "the two nodes never ran trials at once"
+            time.sleep(0.05)
+        second.kill()
+        runner.join(timeout=max(deadline - time.monotonic(), 1))
+        assert not runner.is_alive(), "the sweep did not end after the node was lost"
+    finally:
+        ray.shutdown()
+    (results,) = outcome
+    if isinstance(results, BaseException):
+        raise results
+    return results
 
 
-def _serial(table: TableVersion, tmp_path: Path, models: list[dict], capsys: pytest.CaptureFixture) -> dict:
-    capsys.readouterr()
-    drive(_args(table, tmp_path / "serial", models))
-    return {r["trial"]: r["score"] for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
-
-
-def test_a_sweep_on_a_two_node_cluster_scores_what_the_serial_run_scores(
-    cluster: Cluster, table: TableVersion, tmp_path: Path, capsys: pytest.CaptureFixture
+def test_a_lost_nodes_trials_run_again_on_the_other_node(
+    cluster: Cluster, table: TableVersion, tmp_path: Path, serial_scores: dict[int, float | None]
 ) -> None:
-    """Through `experiment.ray_address`; each node reads its variants' columns itself."""
-    models = [{"name": "logistic_regression", "params": {"C": [0.1, 1.0]}}]
-    on_cluster = _results(_driver(cluster, _args(table, tmp_path, models, cluster.address)))
-    assert [r["error"] for r in on_cluster] == [None] * 4
-    assert {r["trial"]: r["score"] for r in on_cluster} == _serial(table, tmp_path, models, capsys)
+    """With a retry (the default), the trial the lost node was running, and any whose rows it held,
+    run again on the head node and score what the serial run scores."""
+    cfg = _sweep_config(models=MODELS, ray_address=cluster.address)
+    results = _sweep_killing_the_second_node(cluster, cfg, table, tmp_path)
+    assert [r.error for r in results] == [None] * len(serial_scores)
+    assert {r.trial.number: r.score for r in results} == serial_scores
 
 
-def _tasks_on(node: subprocess.Popen) -> list[int]:
-    """The node's worker processes running one of the sweep's tasks: Ray starts each worker in a session of
-    its own, as a child of the node's raylet (which is in the node's process group)."""
-    listing = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,pgid=,args="], capture_output=True, text=True).stdout
-    rows = [line.split(None, 3) for line in listing.splitlines() if len(line.split(None, 3)) == 4]
-    group = {int(pid): int(pgid) for pid, _, pgid, _ in rows}
-    tasks = ("ray::run_trial", "ray::prepare_variant")
-    return [int(pid) for pid, ppid, _, args in rows if args.startswith(tasks) and group.get(int(ppid)) == node.pid]
-
-
-def _kill_node(node: subprocess.Popen) -> None:
-    """The node and its workers at once, as when its machine is lost."""
-    for worker in _tasks_on(node):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker, signal.SIGKILL)
-    _stop(node)
-
-
-def test_a_node_dying_mid_sweep_ends_in_a_result_for_every_trial(
-    cluster: Cluster, table: TableVersion, tmp_path: Path, capsys: pytest.CaptureFixture
+def test_without_retries_a_lost_nodes_trials_fail_in_one_line_and_the_sweep_ends(
+    cluster: Cluster, table: TableVersion, tmp_path: Path, serial_scores: dict[int, float | None]
 ) -> None:
-    """The second node is killed (all its processes) while it runs a task: the sweep still ends, every
-    trial has a result, and each one either scored what the serial run scores or failed with Ray's error."""
-    models = [{"name": "gradient_boosting", "params": {"max_iter": [100, 150, 200, 250], "learning_rate": [0.1]}}]
-    driver = _driver(cluster, _args(table, tmp_path, models, cluster.address))
-    deadline = time.monotonic() + 90
-    while not _tasks_on(cluster.node):
-        assert driver.poll() is None, driver.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "the second node never ran a task"
-        time.sleep(0.1)
-    _kill_node(cluster.node)
-    results = _results(driver)
-    serial = _serial(table, tmp_path, models, capsys)
-    assert sorted(r["trial"] for r in results) == sorted(serial)
-    for result in results:
-        assert result["score"] == serial[result["trial"]] if result["error"] is None else result["score"] is None
-    assert any(r["error"] is None for r in results)
+    """With `task_retries: 0`, the trial the lost node was running (and any whose rows it held) fail
+    with Ray's error naming the lost worker or node; every other trial scores what the serial run scores."""
+    cfg = _sweep_config(models=MODELS, ray_address=cluster.address, task_retries=0)
+    results = _sweep_killing_the_second_node(cluster, cfg, table, tmp_path)
+    assert sorted(r.trial.number for r in results) == sorted(serial_scores)
+    failed = [r for r in results if r.failed]
+    assert failed and len(failed) < len(results), [r.error for r in results]
+    for result in failed:
+        assert re.fullmatch(r"(NodeDied|WorkerCrashed|Object\w*)Error: [^\n]*\b(node|worker)\b[^\n]*", result.error)
+    assert any(f"(node {cluster.ids[1]})" in r.error for r in failed)  # the trial the lost node was running
+    assert all(r.score == serial_scores[r.trial.number] for r in results if not r.failed)

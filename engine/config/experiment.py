@@ -84,8 +84,9 @@ class ExperimentConfig:
 
     Grid search runs every combination (`trials` > 0 draws that many of them); random search draws
     `trials` combinations. `seed` fixes the draws and the models. Trials run on a local Ray with
-    `num_cpus` CPUs, or on the running Ray cluster at `ray_address`. Variants that need features
-    the table lacks are computed once each and written under `variants_path`.
+    `num_cpus` CPUs, or on the running Ray cluster at `ray_address`; a task whose worker or node dies
+    runs again up to `task_retries` times. Variants that need features the table lacks are computed
+    once each and written under `variants_path`.
     """
 
     enabled: bool = False
@@ -100,6 +101,7 @@ class ExperimentConfig:
     models: list[ModelConfig] = field(default_factory=list)
     num_cpus: int = 2
     ray_address: str = ""
+    task_retries: int = 1
     variants_path: str = "output/delta/variants"
 
     def __post_init__(self) -> None:
@@ -111,6 +113,8 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.trials: {self.trials}; random search needs at least 1, grid 0 (all) or more")
         if self.num_cpus < 1:
             raise ConfigError(f"experiment.num_cpus: {self.num_cpus} must be at least 1")
+        if self.task_retries < 0:
+            raise ConfigError(f"experiment.task_retries: {self.task_retries} must be 0 or more")
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ConfigError(f"experiment.variants: names {names} have repeats")

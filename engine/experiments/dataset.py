@@ -2,7 +2,7 @@
 
 delta-rs reads the version's snapshot from the Delta log (files, partition values, deletion
 vectors), so a trial sees exactly the rows Spark would, with the table's types and nulls. A sweep's
-Ray tasks read their variants themselves (`ColumnsRead`), so the driver holds no feature rows.
+driver only describes the reads (`VariantsRead`); on Ray, its tasks read the rows, so the driver holds none.
 """
 
 from __future__ import annotations
@@ -28,15 +28,13 @@ class TableVersion:
 
 
 @dataclass(frozen=True)
-class ColumnsRead:
-    """What one variant's trials read: some columns of a pinned table version, the rows `filters` keep."""
+class VariantsRead:
+    """Variants whose trials read the same table version and the rows the same `filters` keep: each
+    variant's features, in the order the variants are prepared."""
 
     table: TableVersion
-    columns: tuple[str, ...]
+    features: dict[str, tuple[str, ...]]
     filters: tuple[tuple, ...] = ()
-
-    def read(self) -> pa.Table:
-        return read_arrow_table(self.table, list(self.columns), list(self.filters))
 
 
 def read_arrow_table(table: TableVersion, columns: list[str], filters: list[tuple] | None = None) -> pa.Table:

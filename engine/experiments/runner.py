@@ -1,33 +1,37 @@
 """Run a sweep's trials: as Ray tasks on every local core or on a running Ray cluster, or serially.
 
-One Ray task per variant reads its columns of the pinned version (delta-rs, on whichever node runs
-it), splits and converts them; its trials share the result through Ray's object store without
-copying. The driver sends only where to read, never rows. Tasks are spread over the nodes (Ray's
-default would pack them where the rows are, leaving other nodes idle). A node that dies takes its running tasks
-and the objects it held with it: each task is retried once, elsewhere (a lost variant's rows are
-read again by Ray's lineage reconstruction), and a trial that fails again is recorded as failed
-with Ray's error. The console shows progress as trials finish: done, running, queued, failed, and
-the best score so far.
+On Ray the driver holds no feature rows: one task per group of variants on the same table version
+and filters reads their columns with delta-rs on whichever node runs it, splits and converts them,
+and returns one object per variant; the variant's trials get it by reference and share it through
+Ray's object store without copying. Reads and trials are placed with Ray's SPREAD strategy, so all
+of a cluster's nodes take part. Serially, the same read runs in the driver.
+
+A node that dies takes its running tasks and the objects it holds with it. Each task runs again up
+to `experiment.task_retries` times on a live node, and Ray rebuilds a lost variant's rows by running
+its read again; a trial whose task still fails, or whose rows cannot be rebuilt, is recorded as
+failed with Ray's error in one line, and the others go on. The console shows progress as trials
+finish: done, running, queued, failed, and the best score so far.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ray
 from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
-from ray.exceptions import RayError
+from ray.exceptions import ObjectLostError, RayError, RayTaskError
 
 import engine
 from engine.config.experiment import ExperimentConfig
 from engine.errors import ClusterError, describe, first_line
-from engine.experiments.dataset import ColumnsRead
+from engine.experiments.dataset import VariantsRead
 from engine.experiments.models import METRICS
 from engine.experiments.space import Trial
-from engine.experiments.trials import TrialResult, TrialSpec, prepare_variant, run_trial
+from engine.experiments.trials import TrialResult, TrialSpec, VariantRows, prepare_variants, run_trial
 
 log = logging.getLogger("engine.experiments")
 
@@ -112,22 +116,43 @@ def ray_runtime(cfg: ExperimentConfig) -> Iterator[None]:
             stop_ray()
 
 
-# A task whose worker or node dies runs once more (a trial's own exception is its result, never retried).
-TASK_RETRIES = 1
+def _prepare(read: VariantsRead, spec: TrialSpec) -> VariantRows | str | list[VariantRows | str]:
+    """`prepare_variants` as a Ray task of one return per variant (Ray returns a single one as itself)."""
+    rows = prepare_variants(read, spec)
+    return rows if len(rows) > 1 else rows[0]
+
+
+def _trial(rows: VariantRows | str, trial: Trial, spec: TrialSpec) -> TrialResult:
+    """`run_trial` as a Ray task: the result names the node that ran it."""
+    return replace(run_trial(rows, trial, spec), node=ray.get_runtime_context().get_node_id())
+
+
+def _ray_failure(error: RayError) -> str:
+    """Why Ray could not finish a trial's task, in one line: its error type and first sentence, with the
+    lost node's id when Ray names one (Ray's messages go on with advice on where to look)."""
+    if isinstance(error, RayTaskError):
+        return describe(error.cause)
+    if isinstance(error, ObjectLostError):
+        return f"{type(error).__name__}: the trial's rows or result were lost with the node that held them"
+    node = re.search(r"node ID: (\w+)", str(error))
+    return f"{type(error).__name__}: {first_line(error).split('. ')[0]}" + (f" (node {node[1]})" if node else "")
 
 
 def run_on_ray(
-    sources: dict[str, ColumnsRead], trials: list[Trial], spec: TrialSpec, cfg: ExperimentConfig
+    reads: list[VariantsRead], trials: list[Trial], spec: TrialSpec, cfg: ExperimentConfig
 ) -> list[TrialResult]:
-    """Every variant's read and every trial as one-CPU Ray tasks; a task that fails twice (a crashed
-    worker, a lost node) is recorded as a failed trial."""
+    """Every group's read and every trial as one-CPU Ray tasks; a trial whose task fails past its
+    retries (a crashed worker, a lost node, rows lost with it) is recorded as failed."""
     progress = Progress(len(trials), spec.metric)
+    options = {"num_cpus": 1, "max_retries": cfg.task_retries, "scheduling_strategy": "SPREAD"}
     with ray_runtime(cfg):
-        features = {t.variant: t.features for t in trials}
-        prepare = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")(prepare_variant)
-        rows = {v: prepare.remote(source, features[v], spec) for v, source in sources.items()}
+        prepare = ray.remote(**options)(_prepare)
+        rows: dict[str, ray.ObjectRef] = {}
+        for read in reads:
+            refs = prepare.options(num_returns=len(read.features)).remote(read, spec)
+            rows |= dict(zip(read.features, refs if len(read.features) > 1 else [refs], strict=True))
         slots = max(int(ray.cluster_resources().get("CPU", 1)), 1)
-        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")(run_trial)
+        task = ray.remote(**options)(_trial)
         pending = {task.remote(rows[t.variant], t, spec): t for t in sorted(trials, key=expected_cost)}
         results: dict[int, TrialResult] = {}
         while pending:
@@ -135,18 +160,17 @@ def run_on_ray(
             trial = pending.pop(ready)
             try:
                 result = ray.get(ready)
-            except RayError as err:  # the task itself failed (a crashed worker), not the trial's code
-                result = TrialResult(trial, None, error=describe(err))
+            except RayError as err:  # the task itself failed (a crashed worker, a lost node), not the trial's code
+                result = TrialResult(trial, None, error=_ray_failure(err))
             results[trial.number] = result
             progress.record(result, len(pending), slots)
     return [results[t.number] for t in trials]
 
 
-def run_serially(sources: dict[str, ColumnsRead], trials: list[Trial], spec: TrialSpec) -> list[TrialResult]:
+def run_serially(reads: list[VariantsRead], trials: list[Trial], spec: TrialSpec) -> list[TrialResult]:
     """The same trials one after another in this process (the baseline that Ray is measured against)."""
     progress = Progress(len(trials), spec.metric)
-    features = {t.variant: t.features for t in trials}
-    rows = {v: prepare_variant(source, features[v], spec) for v, source in sources.items()}
+    rows = {name: r for read in reads for name, r in zip(read.features, prepare_variants(read, spec), strict=True)}
     results = []
     for i, trial in enumerate(trials, 1):
         results.append(run_trial(rows[trial.variant], trial, spec))

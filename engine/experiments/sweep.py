@@ -1,5 +1,6 @@
-"""A feature-set sweep: plan the trials, run them on Ray (each variant's pinned Delta version read by a
-task of its own) or serially, rank them and record everything in MLflow under one parent run."""
+"""A feature-set sweep: plan the trials, run them on Ray (whose tasks read the variants' pinned Delta
+versions; variants on the same version and filters share one read) or serially, rank them and record
+everything in MLflow under one parent run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import mlflow
 import pandas as pd
 
 from engine.config.experiment import ExperimentConfig
-from engine.experiments.dataset import ColumnsRead, TableVersion
+from engine.experiments.dataset import TableVersion, VariantsRead
 from engine.experiments.models import METRICS
 from engine.experiments.runner import ray_runtime, run_on_ray, run_serially
 from engine.experiments.space import Trial, plan_trials
@@ -55,17 +56,14 @@ def rank(results: list[TrialResult], metric: str) -> list[TrialResult]:
     return sorted(results, key=lambda r: (r.failed, loss(r.score or 0.0), r.trial.number))
 
 
-def _sources(variants: dict[str, VariantData], trials: list[Trial], cfg: ExperimentConfig) -> dict[str, ColumnsRead]:
-    """Where each planned variant's trials read: its features, the label and the split's time column."""
-    names = sorted({t.variant for t in trials})
-    return {
-        name: ColumnsRead(
-            variants[name].table,
-            tuple(dict.fromkeys([*variants[name].features, cfg.label, cfg.split.time_column])),
-            tuple(variants[name].filters),
-        )
-        for name in names
-    }
+def _reads(variants: dict[str, VariantData], trials: list[Trial]) -> list[VariantsRead]:
+    """The planned variants grouped by table version and filters: each group is read once."""
+    groups: dict[tuple, VariantsRead] = {}
+    for name in sorted({t.variant for t in trials}):
+        data = variants[name]
+        read = groups.setdefault((data.table, repr(data.filters)), VariantsRead(data.table, {}, tuple(data.filters)))
+        read.features[name] = tuple(data.features)
+    return list(groups.values())
 
 
 def run_sweep(cfg: ExperimentConfig, variants: dict[str, VariantData], *, parallel: bool = True) -> SweepResult:
@@ -95,9 +93,9 @@ def run_sweep(cfg: ExperimentConfig, variants: dict[str, VariantData], *, parall
                 "ray_address": cfg.ray_address or "local",
             }
         )
-        sources = _sources(variants, trials, cfg)
+        reads = _reads(variants, trials)
         with ray_runtime(cfg) if parallel else nullcontext():
-            results = run_on_ray(sources, trials, spec, cfg) if parallel else run_serially(sources, trials, spec)
+            results = run_on_ray(reads, trials, spec, cfg) if parallel else run_serially(reads, trials, spec)
         ranked = rank(results, cfg.metric)
         versions = {name: data.table for name, data in variants.items()}
         for result in ranked:

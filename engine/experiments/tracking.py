@@ -111,6 +111,8 @@ def log_trial(result: TrialResult, table: TableVersion, metric: str) -> None:
         mlflow.log_text("\n".join(trial.features), "features.txt")
         log_delta_input(table.path, table.version, f"variant_{trial.variant}", "training")
         mlflow.log_metric("seconds", result.seconds)
+        if result.node:
+            mlflow.set_tag("ray_node", result.node)
         if result.failed:
             mlflow.set_tags({"status": "failed", "error": result.error or ""})
         else:

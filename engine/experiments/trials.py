@@ -1,6 +1,10 @@
 """Trials: a variant's rows are read and split by time once, into float matrices its trials share; a
 trial fits one model on them and scores it on the validation rows.
 
+Variants on the same table version and filters are read together, in one delta-rs read of all their
+columns, where they are prepared (a Ray task, or the driver when serial). When that read fails (a
+variant names a column the table lacks), each variant is read alone, so only the one at fault fails.
+
 A trial runs on one core (its math libraries are held to one thread), so parallelism comes from
 running trials side by side. A failure, of the variant's rows or of the trial, is the trial's
 result, never the sweep's.
@@ -20,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.config.experiment import SplitConfig
 from engine.errors import FeaturelakeError, describe
-from engine.experiments.dataset import ColumnsRead, time_split
+from engine.experiments.dataset import VariantsRead, read_arrow_table, time_split
 from engine.experiments.models import METRICS, build_model, predict
 from engine.experiments.space import Trial
 
@@ -54,7 +58,8 @@ class VariantRows:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """A trial's score (None when it failed, with the error), row counts, time and fitted model."""
+    """A trial's score (None when it failed, with the error), row counts, time, fitted model and the Ray
+    node that ran it (empty when serial)."""
 
     trial: Trial
     score: float | None
@@ -64,6 +69,7 @@ class TrialResult:
     error: str | None = None
     model: Any = None
     example: pd.DataFrame | None = None
+    node: str = ""
 
     @property
     def failed(self) -> bool:
@@ -81,27 +87,47 @@ def prepare_rows(data: pa.Table, features: tuple[str, ...], spec: TrialSpec) -> 
         train, valid = time_split(frame, spec.label, spec.split)
         if train.empty or valid.empty:
             raise ValueError(f"the time split left {len(train)} training and {len(valid)} validation rows")
-        matrix = np.column_stack([_floats(data.column(f)) for f in features])
-        positions = train.index.to_numpy(), valid.index.to_numpy()
-        return VariantRows(
-            features,
-            matrix[positions[0]],
-            train[spec.label].to_numpy(),
-            matrix[positions[1]],
-            valid[spec.label].to_numpy(),
-        )
+        # Filled a column at a time: besides the Arrow columns, the rows are held once, as the two matrices.
+        at_train, at_valid = train.index.to_numpy(), valid.index.to_numpy()
+        x_train, x_valid = np.empty((len(at_train), len(features))), np.empty((len(at_valid), len(features)))
+        for i, feature in enumerate(features):
+            column = _floats(data.column(feature))
+            x_train[:, i], x_valid[:, i] = column[at_train], column[at_valid]
+        return VariantRows(features, x_train, train[spec.label].to_numpy(), x_valid, valid[spec.label].to_numpy())
     except Exception as err:  # the variant's trials report it
         return describe(err)
 
 
-def prepare_variant(source: ColumnsRead, features: tuple[str, ...], spec: TrialSpec) -> VariantRows | str:
-    """Read a variant's columns where this runs (a Ray task, or the driver when serial), then split and
-    convert them; the error text when either fails, which the variant's trials report."""
+def _columns(features: tuple[str, ...], spec: TrialSpec) -> list[str]:
+    return list(dict.fromkeys([*features, spec.label, spec.split.time_column]))
+
+
+def _read(read: VariantsRead, spec: TrialSpec) -> list[pa.Table | str]:
+    """Each variant's columns, from one read of them all or, when that fails, from a read of each alone
+    (the error text for a variant whose own read fails)."""
+    filters = list(read.filters)
+    every = tuple(c for features in read.features.values() for c in features)
     try:
-        data = source.read()
-    except FeaturelakeError as err:
-        return describe(err)
-    return prepare_rows(data, features, spec)
+        data = read_arrow_table(read.table, _columns(every, spec), filters)
+        return [data.select(_columns(f, spec)) for f in read.features.values()]
+    except FeaturelakeError:
+        tables: list[pa.Table | str] = []
+        for features in read.features.values():
+            try:
+                tables.append(read_arrow_table(read.table, _columns(features, spec), filters))
+            except FeaturelakeError as err:
+                tables.append(describe(err))
+        return tables
+
+
+def prepare_variants(read: VariantsRead, spec: TrialSpec) -> list[VariantRows | str]:
+    """The rows of each variant of `read`, in its order, read where this runs; the error text for a
+    variant that cannot be read or split, which its trials report."""
+    tables = _read(read, spec)
+    return [
+        data if isinstance(data, str) else prepare_rows(data, features, spec)
+        for data, features in zip(tables, read.features.values(), strict=True)
+    ]
 
 
 def run_trial(rows: VariantRows | str, trial: Trial, spec: TrialSpec) -> TrialResult:
