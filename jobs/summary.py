@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.config.quality import GateAction
-from engine.pipeline.runner import PREPARED
-from engine.quality.states import Outcome
+from engine.quality.states import DecidedBy, Outcome
+from jobs.results import FeaturesRun, MaterializeRun, SuggestRun, TrainingSetRun, ValidateRun, VersionRun
 
 if TYPE_CHECKING:
     from engine.experiments.sweep import SweepResult
@@ -44,15 +44,15 @@ def _quality(report: ValidationReport) -> list[str]:
     failed = report.failed
     lines = [f"checks:        {len(report.checks) - len(failed)} passed, {len(failed)} failed (verified with Deequ)"]
     lines += [f"  failed {c.name} [{c.severity}, {c.action}]: {c.message or c.detail}" for c in failed]
-    sampled = sum(1 for c in report.checks if c.decided_by == "sample")
+    sampled = sum(1 for c in report.checks if c.decided_by == DecidedBy.SAMPLE)
     lines.append(f"               {sampled} decided on a sample, {len(report.checks) - sampled} on the full data")
     if sum(report.malformed.values()) or sum(report.quarantined.values()):
         lines.append(
             f"quarantined:   {sum(report.quarantined.values()):,} rows ({sum(report.malformed.values()):,} malformed)"
         )
-    lines += [f"anomaly:       {a['message']}" for a in report.anomalies]
-    drifted = [d["feature"] for d in report.drift if d["drifted"]]
-    leaking = [d["feature"] for d in report.drift if d["leakage"]]
+    lines += [f"anomaly:       {a.message}" for a in report.anomalies]
+    drifted = [d.feature for d in report.drift if d.drifted]
+    leaking = [d.feature for d in report.drift if d.leakage]
     if report.drift:
         lines.append(
             f"drift:         {len(drifted)} of {len(report.drift)} features drifted"
@@ -64,10 +64,11 @@ def _quality(report: ValidationReport) -> list[str]:
 
 
 def _features(result: JobResult) -> str:
-    published, commit = result["published"], result.get("commit")
+    run = result.typed(FeaturesRun)
+    published, commit = run.published, run.commit
     report = published.report
     lines = ["", "featurelake run summary", *_stages(result.stages)]
-    lines.append("rows read:     " + ", ".join(f"{s.name} {s.rows:,}" for s in result["sources"].values()))
+    lines.append("rows read:     " + ", ".join(f"{s.name} {s.rows:,}" for s in run.sources.values()))
     lines += _quality(report)
     lines.append(f"report:        {published.html_path}")
     if commit and report.outcome == Outcome.USE_CACHED_FEATURES:
@@ -77,21 +78,22 @@ def _features(result: JobResult) -> str:
     elif commit:
         lines.append(f"features:      {commit.rows_written:,} rows written")
         lines.append(f"delta table:   {commit.path} (version {commit.version})")
-        if result[PREPARED].pipeline.label:
+        if run.prepared.pipeline.label:
             lines.append(f"training set:  scripts/run job=training_set training_set.spine.version={commit.version}")
     lines.append(f"mlflow run:    {result.run_id}")
-    lines += _leaderboard(result.get("sweep"))
+    lines += _leaderboard(run.sweep)
     lines.append(f"run record:    {result.record_path}")
     return "\n".join(lines)
 
 
 def _training_set(result: JobResult) -> str:
-    commit, features, skew = result["commit"], result["planned"][1], result["skew"]
+    run = result.typed(TrainingSetRun)
+    commit, features, skew = run.commit, run.planned.features, run.skew
     lines = ["", "featurelake training set", *_stages(result.stages), "inputs (pinned):"]
-    lines += [f"  {p.role:<9}{p.name:<20}{p.path} @ version {p.version}" for p in result["inputs"]]
+    lines += [f"  {p.role:<9}{p.name:<20}{p.path} @ version {p.version}" for p in run.inputs]
     written = "already written, skipped" if commit.skipped else f"{commit.rows_written:,} rows written"
     lines.append(f"training set:  {written}, {len(features)} features")
-    skewed = [d["feature"] for d in skew if d["drifted"]]
+    skewed = [d.feature for d in skew if d.drifted]
     if skew:
         lines.append(
             f"skew:          {len(skewed)} of {len(skew)} features differ from the serving tables"
@@ -99,16 +101,17 @@ def _training_set(result: JobResult) -> str:
         )
     lines.append(f"delta table:   {commit.path} (version {commit.version})")
     lines.append(f"mlflow run:    {result.run_id}")
-    lines += _leaderboard(result.get("sweep"))
+    lines += _leaderboard(run.sweep)
     lines.append(f"run record:    {result.record_path}")
     return "\n".join(lines)
 
 
 def _materialize(result: JobResult) -> str:
-    plan, written = result[PREPARED], result["written"]
+    run = result.typed(MaterializeRun)
+    plan, served = run.prepared, run.served
     lines = ["", "featurelake materialization", *_stages(result.stages)]
-    lines.append(f"table:         {plan.table} @ version {result['version']}, as of {plan.as_of.isoformat()}")
-    for w in written:
+    lines.append(f"table:         {plan.table} @ version {served.version}, as of {served.as_of.isoformat()}")
+    for w in run.written:
         how = "changed entities" if w.incremental else "all entities"
         lines.append(f"  {w.group:<16}{w.rows_written:>10,} written, {w.deleted:,} removed ({how})")
     lines.append(f"online store:  {plan.store.location}")
@@ -118,28 +121,30 @@ def _materialize(result: JobResult) -> str:
 
 
 def _version(result: JobResult) -> str:
-    action = result["result"]
+    action = result.typed(VersionRun).result
     return "\n".join(["", f"featurelake version {action.action}: {action.table}", *action.lines])
 
 
 def _validate(result: JobResult) -> str:
-    published = result["published"]
+    run = result.typed(ValidateRun)
+    published = run.published
     report = published.report
     lines = ["", "featurelake validation summary", *_stages(result.stages)]
     lines.append("rows:          " + ", ".join(f"{d} {n:,}" for d, n in report.rows.items()))
     lines += _quality(report)
-    lines.append(f"passed rows:   {result['passed'].passed_rows:,}")
-    if result.get("quarantine"):
-        lines.append(f"quarantine:    {result['quarantine'].path} (version {result['quarantine'].version})")
-    if result.get("output"):
-        lines.append(f"output:        {result['output'].path} (version {result['output'].version})")
+    lines.append(f"passed rows:   {run.passed.passed_rows:,}")
+    if run.quarantine:
+        lines.append(f"quarantine:    {run.quarantine.path} (version {run.quarantine.version})")
+    if run.output:
+        lines.append(f"output:        {run.output.path} (version {run.output.version})")
     lines.append(f"report:        {published.html_path}")
     lines.append(f"mlflow run:    {result.run_id}")
     return "\n".join(lines)
 
 
 def _suggest(result: JobResult) -> str:
-    suggested, source = result["suggested"], result["source"]
+    run = result.typed(SuggestRun)
+    suggested, source, path = run.suggested, run.source, run.written.path
     lines = ["", f"featurelake suggested checks for {source.name} ({suggested.rows:,} rows profiled by Deequ)"]
     lines += [
         f"  {p.name:<16}{p.type:<10}{p.completeness:>8.1%} complete{p.approx_distinct:>10,} distinct (approx)"
@@ -148,9 +153,9 @@ def _suggest(result: JobResult) -> str:
     left_out = f"; left out, not holding on this data: {', '.join(suggested.left_out)}" if suggested.left_out else ""
     lines.append(
         f"checks:        {len(suggested.checks)} from {len(suggested.suggestions)} Deequ suggestions{left_out} "
-        f"-> {result['path']}"
+        f"-> {path}"
     )
-    lines.append(f"validate:      scripts/run job=validate validate.checks_file={result['path']}")
+    lines.append(f"validate:      scripts/run job=validate validate.checks_file={path}")
     return "\n".join(lines)
 
 

@@ -36,8 +36,8 @@ from pyspark.sql import functions as F  # noqa: E402
 from engine.config.features import AggregationConfig, FeaturesConfig, GroupConfig  # noqa: E402
 from engine.config.schema import SparkConfig  # noqa: E402
 from engine.features.table import feature_table  # noqa: E402
-from engine.runtime.row_groups import parquet_row_groups  # noqa: E402
 from engine.runtime.session import build_session  # noqa: E402
+from engine.sources.row_groups import parquet_row_groups  # noqa: E402
 from scripts.benchlib import PeakRss, jvm_pid  # noqa: E402
 
 WINDOWS = {"1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}

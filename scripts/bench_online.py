@@ -42,7 +42,7 @@ from engine.online.materialize import materialize_group  # noqa: E402
 from engine.online.redis_store import RedisStore  # noqa: E402
 from engine.online.sqlite_store import SqliteStore  # noqa: E402
 from engine.runtime.session import build_session  # noqa: E402
-from engine.sinks.delta import write_delta  # noqa: E402
+from engine.sinks.sink import DELTA  # noqa: E402
 from scripts.benchlib import PeakRss, jvm_pid  # noqa: E402
 from scripts.latency import call_latency, wrk_latency  # noqa: E402
 from scripts.loopback import free_port, redis_server, wait_port  # noqa: E402
@@ -71,7 +71,7 @@ def feature_table(spark, path: Path, entities: int, features: int, changed: floa
         frames.append(ids.withColumn("event_ts", F.lit(when)).withColumns(values))
     frame = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
     sink = SinkConfig(path=str(path), mode="append")
-    return write_delta(frame, sink, {"run_id": "bench"}, {"bench": f"{entities}-{changed}-{seed}"}).version
+    return DELTA.write(frame, sink, {"run_id": "bench"}, {"bench": f"{entities}-{changed}-{seed}"}).version
 
 
 def timed(func, peaks: tuple[PeakRss, PeakRss]) -> tuple[float, object, float]:

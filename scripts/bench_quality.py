@@ -41,10 +41,10 @@ sys.path.insert(0, str(REPO))
 
 from engine.config.quality import CheckConfig, QualityConfig  # noqa: E402
 from engine.config.schema import SparkConfig  # noqa: E402
-from engine.quality.deequ import stop_callbacks  # noqa: E402
 from engine.quality.verify import verify  # noqa: E402
-from engine.runtime.row_groups import RowGroups, parquet_row_groups  # noqa: E402
+from engine.runtime.py4j_bridge import stop_callbacks  # noqa: E402
 from engine.runtime.session import build_session  # noqa: E402
+from engine.sources.row_groups import RowGroups, parquet_row_groups  # noqa: E402
 from scripts.benchlib import PeakRss, jvm_pid  # noqa: E402
 
 CHECKS = [

@@ -28,7 +28,7 @@ from engine.config.schema import FeaturelakeConfig, SparkConfig
 from engine.observability.logs import JsonFormatter
 from engine.pipeline.features import FEATURES
 from engine.pipeline.runner import JobResult, execute
-from engine.quality.deequ import stop_callbacks
+from engine.runtime.py4j_bridge import stop_callbacks
 from engine.runtime.session import build_session
 from jobs.run import main
 

@@ -28,7 +28,7 @@ def aggregate(function: str, events: list[tuple], n: int) -> object:
     values = [v for _, v in events if v is not None]
     if function == "count":
         return len(values)
-    if function == "count_distinct" or function == "approx_count_distinct":
+    if function == "count_distinct":
         return len(set(values))
     if function == "last_n":
         ordered = sorted(events, key=_order)

@@ -15,9 +15,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.config.quality import CheckConfig, QualityConfig
-from engine.quality.deequ import add_constraint, deequ_sql
+from engine.quality.deequ import add_constraint
 from engine.quality.gates import tag_failures
 from engine.quality.verify import ValidationReport, verify
+from engine.runtime.py4j_bridge import ansi_off
 
 FULL = QualityConfig(sample_rows=10_000_000)
 AS_OF = datetime(2024, 1, 1)
@@ -84,8 +85,10 @@ def test_warnings_do_not_block(spark: SparkSession) -> None:
 
 
 def test_empty_dataset_has_no_metric(spark: SparkSession) -> None:
+    """Every check of an empty dataset is reported, passed, with no metric: nothing was there to measure."""
     report = verify(spark.createDataFrame([], SCHEMA), "empty", CHECKS, FULL, rows=0, as_of=AS_OF)
-    assert all(c.metric is None and c.passed for c in report.checks)
+    assert [c.name for c in report.checks] == [c.name for c in CHECKS]
+    assert all(c.metric is None and c.passed and c.decided_by == "no data" for c in report.checks)
 
 
 def test_a_merged_report_takes_the_gravest_outcome() -> None:
@@ -116,7 +119,7 @@ def test_quarantine_tags_exactly_the_rows_deequ_fails(spark: SparkSession) -> No
     suite = VerificationSuite(spark).onData(frame)
     for spec in row_checks:
         suite = suite.addCheck(add_constraint(Check(spark, CheckLevel.Error, spec.name), spec, as_of))
-    with deequ_sql(spark):
+    with ansi_off(spark):
         result = suite.run()
         deequ_rows = VerificationResult.rowLevelResultsAsDataFrame(spark, result, frame).collect()
     tagged = tag_failures(frame, row_checks, as_of).collect()

@@ -234,7 +234,7 @@ def test_training_set_from_the_pinned_version(spark: SparkSession, first_run, we
     root = Path(cfg.sink.path).parents[1]
     ts_cfg = job_config(root, "job=training_set", SMALL_MODELS, *_pinned_to_version_0(cfg, root))
     result = execute(TRAINING_SET, ts_cfg, spark)
-    commit, features = result["commit"], result["planned"][1]
+    commit, features = result["commit"], result["planned"].features
     assert [(p.role, p.version) for p in result["inputs"]] == [("spine", 0), ("features", 0)]
     assert commit.rows_written == len(week)
     training = spark.read.format("delta").load(commit.path)
@@ -252,8 +252,8 @@ def test_training_set_from_the_pinned_version(spark: SparkSession, first_run, we
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{sweep.run_id}'"
     )
     assert {(c.data.params["delta_path"], c.data.params["delta_version"]) for c in children} == {(commit.path, "0")}
-    assert {d["feature"] for d in result["skew"]} >= {"carrier_dep_delay_count_7d", "weather_temp"}
-    assert not any(d["drifted"] for d in result["skew"])  # the serving table is the version it was built from
+    assert {d.feature for d in result["skew"]} >= {"carrier_dep_delay_count_7d", "weather_temp"}
+    assert not any(d.drifted for d in result["skew"])  # the serving table is the version it was built from
     record = json.loads(result.record_path.read_text())
     assert record["inputs"] == [asdict(p) for p in result["inputs"]] and record["features"] == features
     no_checks = ["experiment=none", "quality.drift.enabled=false"]  # the rebuild is only to be skipped
@@ -316,7 +316,11 @@ def test_rerun_adds_version_one_and_time_travel(spark: SparkSession, first_run, 
     assert v0.count() == v1.count() == len(week)
     assert v0.exceptAll(v1).count() == 0
     assert result.get("sweep") is None and "variant_features" not in {s.name for s in result.stages.runs}
-    assert not any(d["drifted"] for d in result["published"].report.drift)  # the same data drifts nowhere
+    drift = result["published"].report.drift
+    compared = [f for f in result["planned"].features if f not in cfg.quality.drift.exclude]
+    assert len(compared) > 10 and sorted(d.feature for d in drift) == sorted(compared)  # every feature compared
+    assert all((d.psi is not None and d.js is not None) or d.linf is not None for d in drift)  # each one measured
+    assert not any(d.drifted for d in drift)  # the same data drifts nowhere
 
 
 def test_stale_source_serves_the_previous_version(
@@ -395,7 +399,10 @@ def test_blocking_check_failure_writes_nothing(
     assert record["validation_report"]["passed"] is False
     assert record["validation_report"]["outcome"] == "halt"
     assert record["status"] == "failed" and record["error"].startswith("ValidationFailed: 1 blocking check(s)")
-    assert [s["name"] for s in record["stages"]] == ["check", "read", "verify"]
+    # the report is published, then the halt gate stops the run: nothing after it runs
+    assert [s["name"] for s in record["stages"]] == ["check", "read", "verify", "gate", "publish_halted"]
+    run = MlflowClient(cfg.tracking.uri).get_run(record["run_id"])
+    assert run.data.tags["status"] == "validation_failed" and run.data.metrics["checks_failed"] == 1
     assert len(list((tmp_path / "reports").glob("*.html"))) == 1
     assert not (tmp_path / "delta" / "quarantine").exists()
 

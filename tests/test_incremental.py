@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from engine.config.features import AggregationConfig, FeaturesConfig, GroupConfig
 from engine.config.schema import SinkConfig
-from engine.features.table import feature_table, replace_range
+from engine.features.table import feature_table, range_filters
 from engine.sinks.delta import write_delta
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -40,7 +40,7 @@ def test_incremental_run_rewrites_only_its_dates(spark: SparkSession, tmp_path) 
         sink,
         {"run": "backfill"},
         {"end": 8},
-        replace_where=replace_range(backfill),
+        replace_where=range_filters(backfill),
     )
     before = _files_by_date(spark, sink.path)
     assert sorted(before) == [f"2024-01-0{d}" for d in range(1, 8)]
@@ -48,7 +48,7 @@ def test_incremental_run_rewrites_only_its_dates(spark: SparkSession, tmp_path) 
     # a day of new events arrives; the next run computes 2024-01-08 only, reading the history it needs
     new = FeaturesConfig(timestamp="event_ts", groups=[GROUP], start="2024-01-08", end="2024-01-09")
     commit = write_delta(
-        feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, {"day": 8}, replace_where=replace_range(new)
+        feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, {"day": 8}, replace_where=range_filters(new)
     )
     after = _files_by_date(spark, sink.path)
     assert commit.version == 1
@@ -62,11 +62,11 @@ def test_incremental_run_rewrites_only_its_dates(spark: SparkSession, tmp_path) 
 
     # repeating the same run is skipped; a different run over the same range replaces it: no duplicates
     again = write_delta(
-        feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, {"day": 8}, replace_where=replace_range(new)
+        feature_table(_events(spark, 8), new), sink, {"run": "day 8"}, {"day": 8}, replace_where=range_filters(new)
     )
     assert again.skipped and again.version == 1
     other = {"day": 8, "run": 2}
     write_delta(
-        feature_table(_events(spark, 8), new), sink, {"run": "day 8 again"}, other, replace_where=replace_range(new)
+        feature_table(_events(spark, 8), new), sink, {"run": "day 8 again"}, other, replace_where=range_filters(new)
     )
     assert spark.read.format("delta").load(sink.path).count() == full.count()

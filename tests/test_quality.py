@@ -36,8 +36,9 @@ from engine.quality.history import anomalies, metric_history, metric_rows, metri
 from engine.quality.sampling import draw_sample
 from engine.quality.validation import validate
 from engine.quality.verify import verify
-from engine.runtime.row_groups import delta_row_groups
+from engine.runtime.io_metrics import spark_input_bytes
 from engine.sources.files import read_source
+from engine.sources.row_groups import delta_row_groups
 from tests.conftest import job_config
 
 AS_OF = datetime(2024, 1, 10)
@@ -258,10 +259,15 @@ def _sorted_by_amount(path: Path, groups: int, group_rows: int) -> pd.DataFrame:
 def test_a_row_group_sample_reads_only_its_groups_and_agrees_with_full_deequ(
     spark: SparkSession, tmp_path: Path
 ) -> None:
+    """From reading the source to the last verdict on the sample, Spark reads no byte of the table: the rows
+    come from the footers and the sample from 50 of its 300 row groups, read with pyarrow. Deequ on the full
+    data then reads it through Spark, and agrees."""
     frame = _sorted_by_amount(tmp_path / "sorted", groups=300, group_rows=1_000)
     cfg = FileSourceConfig(
         name="sorted", format="parquet", path=str(tmp_path / "sorted"), schema="id INT, amount DOUBLE, code STRING"
     )
+    spark_read = spark_input_bytes(spark)
+    assert isinstance(spark_read, int)
     source = read_source(spark, cfg, cached=False)
     assert (source.row_groups.count, source.row_groups.rows) == (300, len(frame))
     checks = [
@@ -285,8 +291,10 @@ def test_a_row_group_sample_reads_only_its_groups_and_agrees_with_full_deequ(
     stored = sum(f.stat().st_size for f in (tmp_path / "sorted").iterdir())
     assert 0 < sample.bytes_read < stored * 60 / 300  # 50 of 300 groups, two of three columns
     report = validate(source, checks, quality, run_id="r", as_of=AS_OF)
+    assert spark_input_bytes(spark) == spark_read  # the read, the sample and every verdict on it: no file by Spark
     sampled = {c.name: c for c in report.report.checks}
     full = {c.name: c for c in verify(source.well_formed, "s", checks, FULL, rows=source.rows, as_of=AS_OF).checks}
+    assert spark_input_bytes(spark) - spark_read > stored / 2  # the full pass does read through Spark
     assert {n for n, c in sampled.items() if c.decided_by == "sample"} == set(sampled)
     assert all(sampled[n].status == full[n].status for n in sampled), (sampled, full)
     assert all(c.detail.startswith(f"{c.sample_size:,} rows from 50 of 300 row groups") for c in sampled.values())
@@ -318,18 +326,25 @@ def _validate_sorted(tmp_path: Path, *overrides: str) -> FeaturelakeConfig:
 def test_job_validate_on_parquet_reads_only_the_sampled_row_groups_and_spark_reads_no_source_file(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """The whole job: rows from the footers, the checks from 50 of 300 row groups; with sampling off, one
-    full Deequ pass reads the checked columns through Spark."""
+    """The whole job, measured from before it starts to after it ends: rows from the footers, the checks from
+    50 of 300 row groups read with pyarrow, and not one byte read by Spark in the whole run; with sampling
+    off, one full Deequ pass reads the checked columns through Spark (so the measure does see Spark's reads)."""
     _sorted_by_amount(tmp_path / "sorted", groups=300, group_rows=1_000)
     stored = sum(f.stat().st_size for f in (tmp_path / "sorted").iterdir())
+    before = spark_input_bytes(spark)
+    assert isinstance(before, int)
     sampled = execute(VALIDATE, _validate_sorted(tmp_path), spark)
+    assert spark_input_bytes(spark) == before  # the whole run, every stage and what lies between them
     report = json.loads(sampled["published"].json_path.read_text())
     assert report["rows"] == {"sorted": 300_000}
     assert {c["decided_by"] for c in report["checks"]} == {"sample"}
-    assert 0 < report["sample_bytes"]["sorted"] < stored * 60 / 300
-    assert sum(s.bytes_read for s in sampled.stages.runs) == 0
+    assert all(c["detail"].startswith(f"{c['sample_size']:,} rows from 50 of 300 row groups") for c in report["checks"])
+    assert 0 < report["sample_bytes"]["sorted"] < stored * 60 / 300  # 50 of 300 groups, two of three columns
+    assert sum(s.bytes_read or 0 for s in sampled.stages.runs) == 0
+    before = spark_input_bytes(spark)
     full = execute(VALIDATE, _validate_sorted(tmp_path, "quality.sample_rows=10000000"), spark)
     assert {c["decided_by"] for c in json.loads(full["published"].json_path.read_text())["checks"]} == {"full"}
+    assert spark_input_bytes(spark) - before > stored / 2
     assert sum(s.bytes_read for s in full.stages.runs if s.name == "verify") > stored / 2
 
 
@@ -483,21 +498,21 @@ def test_drift_and_leakage_against_a_reference(spark: SparkSession) -> None:
     previous = spark.createDataFrame([(x, c, int(y)) for x, c, y in before], schema)
     current = spark.createDataFrame(after, schema)
     cfg = DriftConfig(categorical=["c"], max_feature_auc=0.95)  # decile bins blur a cut inside a bin
-    same = {d["feature"]: d for d in feature_drift(previous, previous, ["x", "c"], cfg)}
-    moved = {d["feature"]: d for d in feature_drift(current, previous, ["x", "c"], cfg, label="label")}
-    assert not same["x"]["drifted"] and same["x"]["psi"] == pytest.approx(0, abs=1e-9)
-    assert moved["x"]["drifted"] and moved["c"]["drifted"] and moved["x"]["leakage"] and moved["x"]["auc"] > 0.95
+    same = {d.feature: d for d in feature_drift(previous, previous, ["x", "c"], cfg)}
+    moved = {d.feature: d for d in feature_drift(current, previous, ["x", "c"], cfg, label="label")}
+    assert not same["x"].drifted and same["x"].psi == pytest.approx(0, abs=1e-9)
+    assert moved["x"].drifted and moved["c"].drifted and moved["x"].leakage and moved["x"].auc > 0.95
     want_linf = max(
         abs(sum(c == k for _, c, _ in after) / 4_000 - sum(c == k for _, c, _ in before) / 4_000) for k in "abc"
     )
-    assert moved["c"]["linf"] == pytest.approx(want_linf)
+    assert moved["c"].linf == pytest.approx(want_linf)
     timed = current.withColumn("t", F.lit(datetime(2024, 1, 2))).withColumn(
         "x_known", F.when(F.col("x") > 3, F.lit(datetime(2024, 1, 3))).otherwise(F.lit(datetime(2024, 1, 1)))
     )
     late_cfg = DriftConfig(categorical=["c"], label_time="t", time_columns={"x": "x_known", "c": "t"})
-    late = {d["feature"]: d for d in feature_drift(timed, previous, ["x", "c"], late_cfg, label="label")}
-    assert late["x"]["late_rows"] == sum(x > 3 for x, _, _ in after) > 0 and late["x"]["leakage"]
-    assert late["c"]["late_rows"] == 0 and not late["c"]["leakage"]
+    late = {d.feature: d for d in feature_drift(timed, previous, ["x", "c"], late_cfg, label="label")}
+    assert late["x"].late_rows == sum(x > 3 for x, _, _ in after) > 0 and late["x"].leakage
+    assert late["c"].late_rows == 0 and not late["c"].leakage
     p, q = {0: 0.5, 1: 0.5}, {0: 0.9, 1: 0.1}
     assert psi(p, q) == pytest.approx((0.5 - 0.9) * math.log(0.5 / 0.9) + (0.5 - 0.1) * math.log(0.5 / 0.1))
     assert js_distance(p, p) == 0 and 0 < js_distance(p, q) < 1
@@ -513,7 +528,7 @@ def test_anomalies_compare_with_the_previous_run(spark: SparkSession, tmp_path: 
     found = anomalies(
         spark, metric_rows(second, "run2", datetime(2024, 1, 2)), metric_history(spark, path, "run2"), AnomalyConfig()
     )
-    assert [(a["metric"], a["previous"], a["current"]) for a in found] == [
+    assert [(a.metric, a.previous, a.current) for a in found] == [
         ("rows", 100.0, 40.0),
         ("c_complete", 1.0, 0.25),
     ]
@@ -544,7 +559,7 @@ def test_anomaly_strategies_are_deequs_and_selectable(spark: SparkSession) -> No
     history = {("d", "rows"): [100.0, 104.0, 98.0]}
 
     def found(**anomaly: object) -> list[str]:
-        return [a["strategy"] for a in anomalies(spark, current, history, AnomalyConfig(**anomaly))]
+        return [a.strategy for a in anomalies(spark, current, history, AnomalyConfig(**anomaly))]
 
     assert found() == []  # 130 / 98 is within the default [0.5, 2]
     assert found(strategy="relative_rate_of_change", lower=0.9, upper=1.1) == ["relative_rate_of_change"]

@@ -1,38 +1,37 @@
-"""The HTML validation report, rendered from a hand-built report dict (no Spark): failures first, one row
-per check, Deequ's message under each failure, a gauge for each measured check, and the run in the header."""
+"""The HTML validation report, rendered from a ValidationReport of the engine's own types (no Spark): failures
+first, one row per check, Deequ's message under each failure, a gauge for each measured check, and the run in
+the header; and the JSON written beside it."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from html.parser import HTMLParser
+from pathlib import Path
 
-from engine.quality.report import render_html
+from engine.config.quality import AnomalyStrategy
+from engine.quality.findings import Anomaly, FeatureDrift, FeatureKind
+from engine.quality.report import render_html, write_reports
+from engine.quality.verify import CheckResult, ValidationReport
 
 LONG = "row 17 has dep_delay=-9999 " * 40
 
 
-def _check(name: str, status: str, **fields: object) -> dict:
-    check = {
-        "dataset": "flights",
-        "name": name,
-        "kind": "completeness",
-        "layer": "statistical",
-        "severity": "error",
-        "action": "halt_pipeline",
-        "columns": ["dep_delay"],
-        "expected": ">= 0.95",
-        "status": status,
-        "threshold": 0.95,
-        "min": None,
-        "max": None,
-        "metric": 0.97,
-        "interval": None,
-        "sample_size": None,
-        "decided_by": "full",
-        "detail": "",
-        "quarantined": 0,
-        "message": "",
-    }
-    return check | fields
+def _check(name: str, status: str, **fields: object) -> CheckResult:
+    check = CheckResult(
+        dataset="flights",
+        name=name,
+        kind="completeness",
+        layer="statistical",
+        severity="error",
+        action="halt_pipeline",
+        columns=["dep_delay"],
+        expected=">= 0.95",
+        status=status,
+        threshold=0.95,
+        metric=0.97,
+    )
+    return replace(check, **fields)
 
 
 CHECKS = [
@@ -56,18 +55,21 @@ CHECKS = [
     _check("straddling", "borderline", metric=0.951, interval=[0.94, 0.96], decided_by="sample", sample_size=500),
     _check("no_rows", "skipped", metric=None, decided_by="no data"),
 ]
-REPORT = {
-    "passed": False,
-    "outcome": "halt",
-    "run_id": "run-4f2a",
-    "sources": {"flights": "delta output/flights @ version 3"},
-    "rows": {"flights": 6012},
-    "malformed": {"flights": 2},
-    "quarantined": {"flights": 5},
-    "checks": CHECKS,
-    "anomalies": [{"dataset": "flights", "metric": "rows", "message": "flights.rows changed from 1 to 9"}],
-    "drift": [{"feature": "dep_delay", "kind": "numeric", "psi": 0.3, "js": 0.1, "linf": 0.2, "drifted": True}],
-}
+ANOMALY = Anomaly(
+    "flights", "rows", 1.0, 9.0, 9.0, AnomalyStrategy.RELATIVE_RATE_OF_CHANGE, "flights.rows changed from 1 to 9"
+)
+DRIFT = FeatureDrift("dep_delay", FeatureKind.NUMERIC, 0.3, 0.1, None, None, True, None, False)
+REPORT = ValidationReport(
+    checks=CHECKS,
+    anomalies=[ANOMALY],
+    rows={"flights": 6012},
+    malformed={"flights": 2},
+    quarantined={"flights": 5},
+    drift=[DRIFT],
+    outcome="halt",
+    sources={"flights": "delta output/flights @ version 3"},
+    run_id="run-4f2a",
+)
 
 
 class _Rows(HTMLParser):
@@ -96,7 +98,7 @@ def _parse(page: str) -> _Rows:
 
 def test_one_row_per_check_failures_first() -> None:
     rows = _parse(render_html(REPORT, "validation")).rows
-    assert sorted(name for name, _ in rows) == sorted(c["name"] for c in CHECKS)
+    assert sorted(name for name, _ in rows) == sorted(c.name for c in CHECKS)
     assert [status for _, status in rows] == ["failed", "warning", "borderline", "skipped", *["passed"] * 3]
     assert [name for name, _ in rows][-3:] == ["sampled_ok", "long_detail", "schema_ok"]  # stable within a group
 
@@ -118,5 +120,15 @@ def test_header_and_sections() -> None:
     assert "<div id='outcome'" in page and "Validation FAILED" in page and "outcome: halt" in page
     for section in ("id='rows'", "id='checks'", "id='anomalies'", "id='drift'", "data-feature='dep_delay'"):
         assert section in page
-    passing = render_html(REPORT | {"passed": True, "outcome": "continue", "checks": CHECKS[:2]}, "v")
+    passing = render_html(replace(REPORT, outcome="continue", checks=CHECKS[:2]), "v")
     assert "Validation PASSED" in passing and ">0 failed<" in passing and ">1 skipped<" not in passing
+
+
+def test_the_json_beside_the_page_holds_the_same_report(tmp_path: Path) -> None:
+    json_path, html_path = write_reports(REPORT, tmp_path, "run", "validation")
+    content = json.loads(json_path.read_text())
+    assert content["passed"] is False and content["outcome"] == "halt" and content["run_id"] == "run-4f2a"
+    assert [c["name"] for c in content["checks"]] == [c.name for c in CHECKS]
+    assert content["checks"][0]["decided_by"] == "sample" and content["checks"][0]["interval"] == [0.972, 0.986]
+    assert content["anomalies"][0]["message"] == ANOMALY.message and content["drift"][0]["psi"] == 0.3
+    assert html_path.read_text() == render_html(REPORT, "validation")

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from engine.config.schema import SinkConfig
 from engine.errors import ConfigError
 from engine.sinks.delta import write_delta
 from engine.sinks.schema_policy import SchemaChangeRefused
+from engine.sinks.sink import DELTA
 from tests.conftest import json_log, log_events
 
 SCHEMA = "user string, day date, ts timestamp, amount double"
@@ -44,7 +46,8 @@ def test_append_overwrite_range_and_merge(spark: SparkSession, tmp_path: Path) -
     assert (first.version, first.rows_written, first.skipped) == (0, 2, False)
     write_delta(rows(spark, [("c", 3, 3.0)]), append, META, {"w": 2})
     overwrite = SinkConfig(path=str(path), mode="overwrite", partition_by=["day"])
-    write_delta(rows(spark, [("b2", 2, 20.0)]), overwrite, META, {"w": 3}, replace_where="day = '2024-01-02'")
+    day_2 = [("day", "=", date(2024, 1, 2))]
+    write_delta(rows(spark, [("b2", 2, 20.0)]), overwrite, META, {"w": 3}, replace_where=day_2)
     assert [(u, a) for u, _, a in table(spark, path)] == [("a", 1.0), ("b2", 20.0), ("c", 3.0)]
     merge = SinkConfig(path=str(path), mode="merge", merge_keys=["user", "ts"], partition_by=["day"])
     merged = write_delta(rows(spark, [("a", 1, 10.0), ("d", 4, 4.0)]), merge, META, {"w": 4})
@@ -52,6 +55,19 @@ def test_append_overwrite_range_and_merge(spark: SparkSession, tmp_path: Path) -
     assert [(u, a) for u, _, a in table(spark, path)] == [("a", 10.0), ("b2", 20.0), ("c", 3.0), ("d", 4.0)]
     metadata = [json.loads(r["userMetadata"]) for r in DeltaTable.forPath(spark, str(path)).history().collect()]
     assert all({"run_id", "job", "config_hash", "code_version", "write_id"} <= set(m) for m in metadata)
+
+
+def test_a_range_names_any_column_and_value(spark: SparkSession, tmp_path: Path) -> None:
+    """A partition column named with a backtick, a value holding a quote and a backslash: the overwrite
+    replaces exactly the rows its filter names, and a read of a version with that filter finds them."""
+    path, column, odd, plain = str(tmp_path / "t"), "pa`rt", "it's a \\ path", "plain"
+    schema = T.StructType([T.StructField(column, T.StringType()), T.StructField("amount", T.DoubleType())])
+    where, append = [(column, "=", odd)], SinkConfig(path, "append", partition_by=[column])
+    DELTA.write(spark.createDataFrame([(odd, 1.0), (plain, 2.0)], schema), append, META, {"w": 1})
+    overwrite = SinkConfig(path, "overwrite", partition_by=[column])
+    DELTA.write(spark.createDataFrame([(odd, 10.0)], schema), overwrite, META, {"w": 2}, replace_where=where)
+    assert sorted(tuple(r) for r in DELTA.read_version(spark, path).collect()) == [(odd, 10.0), (plain, 2.0)]
+    assert [tuple(r) for r in DELTA.read_version(spark, path, 0, where=where).collect()] == [(odd, 1.0)]
 
 
 def test_a_repeated_write_adds_no_rows(spark: SparkSession, tmp_path: Path) -> None:

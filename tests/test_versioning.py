@@ -135,17 +135,35 @@ def test_bad_version_jobs_fail_in_one_line(run_job, table: Path, tmp_path: Path)
         prepare(cfg)
 
 
+def _files_scanned(frame) -> int:
+    """The files the file scans of `frame`'s last executed plan opened (Spark's `numFiles` metric)."""
+
+    def scans(node) -> list:
+        children = node.children()
+        nested = [n for i in range(children.size()) for n in scans(children.apply(i))]
+        return [node, *nested] if node.metrics().contains("numFiles") else nested
+
+    plan = frame._jdf.queryExecution().executedPlan()
+    return sum(int(scan.metrics().apply("numFiles").value()) for scan in scans(plan))
+
+
 def test_a_pinned_read_keeps_deleted_rows_out_and_skips_files(spark: SparkSession, tmp_path: Path) -> None:
     """The file list planned once still goes through Delta's relation: deletion vectors apply, and
     the condition skips files by their statistics while filtering rows."""
     path = str(tmp_path / "dv")
     frame = spark.range(0, 20).selectExpr("id", "CAST(id AS DOUBLE) AS value")
-    frame.repartition(2, "id").sortWithinPartitions("id").write.format("delta").option(
+    frame.repartitionByRange(2, "id").sortWithinPartitions("id").write.format("delta").option(
         "delta.enableDeletionVectors", "true"
     ).save(path)
     spark.sql(f"DELETE FROM delta.`{path}` WHERE id % 5 = 0")
     version = 1
-    assert sorted(r.id for r in read_pinned(spark, path, version).collect()) == [i for i in range(20) if i % 5]
+    whole = read_pinned(spark, path, version)
+    assert sorted(r.id for r in whole.collect()) == [i for i in range(20) if i % 5]
     kept = read_pinned(spark, path, version, F.col("id") >= 12)
     assert sorted(r.id for r in kept.collect()) == [i for i in range(12, 20) if i % 5]
+    # ids 0-9 and 10-19 are one file each (the version's two, as its log says): the condition leaves the
+    # second only, in the frame's file list and in what Spark's scan opened
+    assert spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first().numFiles == 2
+    assert len(whole.inputFiles()) == 2 and len(kept.inputFiles()) == 1
+    assert _files_scanned(whole) == 2 and _files_scanned(kept) == 1
     assert sorted(r.id for r in read_pinned(spark, path, 0, F.col("id") < 3).collect()) == [0, 1, 2]

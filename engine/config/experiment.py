@@ -8,8 +8,9 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from engine.config.choices import one_of
 from engine.config.durations import duration_seconds
-from engine.config.features import FUNCTIONS, check_name, check_windows
+from engine.config.features import check_name, check_windows
 from engine.errors import ConfigError
 
 SEARCHES = ("grid", "random")
@@ -35,10 +36,7 @@ class VariantConfig:
     def __post_init__(self) -> None:
         key = f"experiment.variants.{self.name}"
         check_name(self.name, f"{key}.name")  # it names the variant's Delta table and MLflow dataset
-        check_windows(self.windows, f"{key}.windows")
-        unknown = sorted(set(self.aggregations) - set(FUNCTIONS))
-        if unknown:
-            raise ConfigError(f"{key}.aggregations: {unknown} are not among {', '.join(FUNCTIONS)}")
+        check_windows(self.windows, f"{key}.windows")  # aggregation names: checked with the experiment
 
 
 @dataclass
@@ -105,10 +103,8 @@ class ExperimentConfig:
     variants_path: str = "output/delta/variants"
 
     def __post_init__(self) -> None:
-        if self.metric not in METRIC_NAMES:
-            raise ConfigError(f"experiment.metric: '{self.metric}' is not one of {', '.join(METRIC_NAMES)}")
-        if self.search not in SEARCHES:
-            raise ConfigError(f"experiment.search: '{self.search}' is not grid or random")
+        one_of("experiment.metric", self.metric, METRIC_NAMES)
+        one_of("experiment.search", self.search, SEARCHES)
         if self.trials < 0 or (self.search == "random" and self.trials == 0):
             raise ConfigError(f"experiment.trials: {self.trials}; random search needs at least 1, grid 0 (all) or more")
         if self.num_cpus < 1:

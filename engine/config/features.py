@@ -9,29 +9,39 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.config.choices import enum_of
 from engine.config.durations import duration_seconds
 from engine.errors import ConfigError
 
-FUNCTIONS = (
-    "count",
-    "sum",
-    "mean",
-    "min",
-    "max",
-    "stddev",
-    "variance",
-    "count_distinct",
-    "approx_count_distinct",
-    "first",
-    "last",
-    "last_n",
-)
 LIFETIME = "lifetime"
-CLOSED = ("left", "right")
-GRANULARITIES = ("event", "snapshot")
-PLANS = ("auto", "sliding", "vectorized", "running")
+
+
+class Closed(StrEnum):
+    """Which end of a window holds the row's time t: right (t-w, t] or left [t-w, t)."""
+
+    LEFT = "left"
+    RIGHT = "right"
+
+
+class Granularity(StrEnum):
+    """Features as of each event, or one row per entity per cadence boundary."""
+
+    EVENT = "event"
+    SNAPSHOT = "snapshot"
+
+
+class Plan(StrEnum):
+    """How a group's windows are computed (`engine.features.plans`); `auto` chooses per group."""
+
+    AUTO = "auto"
+    SLIDING = "sliding"
+    VECTORIZED = "vectorized"
+    RUNNING = "running"
+
+
 CADENCES = {"hourly": 3600, "daily": 86400}
 TIME_PARTS = ("hour", "day_of_week", "month", "quarter", "is_weekend")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -63,7 +73,10 @@ def check_name(name: str, key: str) -> None:
 
 @dataclass
 class AggregationConfig:
-    """Aggregation functions of one column (or of rows, for count without a column) over windows."""
+    """Aggregation functions of one column (or of rows, for count without a column) over windows.
+
+    Function names, and whether a function needs a column, takes a filter or `n`, are checked against
+    the function registry when the features compile (`engine.features.compile`), before Spark starts."""
 
     functions: list[str] = field(default_factory=list)
     column: str | None = None
@@ -73,19 +86,10 @@ class AggregationConfig:
     n: int = 3
 
     def validate(self, key: str) -> None:
-        unknown = sorted(set(self.functions) - set(FUNCTIONS))
-        if unknown or not self.functions:
-            raise ConfigError(f"{key}.functions: {unknown or '[]'} must be among {', '.join(FUNCTIONS)}")
-        if self.column is None and set(self.functions) != {"count"}:
-            raise ConfigError(f"{key}.column: required for {sorted(set(self.functions) - {'count'})}")
         if self.filter is not None and self.filter_name is None:
             raise ConfigError(f"{key}.filter_name: required with a filter, it names the filtered features")
         if self.filter_name is not None:
             check_name(self.filter_name, f"{key}.filter_name")
-        if "last_n" in self.functions and self.filter is not None:
-            raise ConfigError(f"{key}.filter: last_n keeps the last events as they are and takes no filter")
-        if "last_n" in self.functions and not 1 <= self.n <= 100:
-            raise ConfigError(f"{key}.n: {self.n} must be 1..100")
 
 
 @dataclass
@@ -114,8 +118,9 @@ class GroupConfig:
             raise ConfigError(f"{key}.keys: at least one key column is required")
         duration_seconds(self.ttl, f"{key}.ttl")
         check_windows(self.windows, f"{key}.windows")
-        if self.closed not in CLOSED:
+        if self.closed not in tuple(Closed):
             raise ConfigError(f"{key}.closed: '{self.closed}' is not left ([t-w, t)) or right ((t-w, t])")
+        self.closed = Closed(self.closed)
         for i, agg in enumerate(self.aggregations):
             agg.validate(f"{key}.aggregations[{i}]")
             if not self.windows_of(agg):
@@ -181,12 +186,10 @@ class FeaturesConfig:
     derived: list[DerivedConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.granularity not in GRANULARITIES:
-            raise ConfigError(f"features.granularity: '{self.granularity}' is not event or snapshot")
+        self.granularity = enum_of("features.granularity", self.granularity, Granularity)
         if self.cadence not in CADENCES:
             raise ConfigError(f"features.cadence: '{self.cadence}' is not hourly or daily")
-        if self.plan not in PLANS:
-            raise ConfigError(f"features.plan: '{self.plan}' is not one of {', '.join(PLANS)}")
+        self.plan = enum_of("features.plan", self.plan, Plan)
         if self.skew_split < 0:
             raise ConfigError(f"features.skew_split: {self.skew_split} must be 0 (off) or more")
         for key in ("start", "end"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from engine.config.choices import one_of, require
 from engine.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -38,12 +39,9 @@ class TracingConfig:
     service_name: str = "featurelake"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.sampling_ratio <= 1.0:
-            raise ConfigError(f"observability.tracing.sampling_ratio: {self.sampling_ratio} is not in [0, 1]")
-        if self.exporter not in SPAN_EXPORTERS:
-            raise ConfigError(
-                f"observability.tracing.exporter: '{self.exporter}' is not one of {', '.join(SPAN_EXPORTERS)}"
-            )
+        ratio = self.sampling_ratio
+        require("observability.tracing.sampling_ratio", ratio, 0.0 <= ratio <= 1.0, "is not in [0, 1]")
+        one_of("observability.tracing.exporter", self.exporter, SPAN_EXPORTERS)
         if self.exporter == "otlp" and not self.otlp_endpoint.startswith(("http://", "https://")):
             raise ConfigError(f"observability.tracing.otlp_endpoint: '{self.otlp_endpoint}' is not an http(s) URL")
 
@@ -52,14 +50,13 @@ class TracingConfig:
 class ObservabilityConfig:
     """Logs: JSON lines in `job.log_dir/featurelake.log` at `log_level`; the console stays human."""
 
-    log_level: str = "INFO"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         self.log_level = self.log_level.upper()
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"observability.log_level: '{self.log_level}' is not one of {', '.join(LOG_LEVELS)}")
+        one_of("observability.log_level", self.log_level, LOG_LEVELS)
 
     @property
     def level(self) -> int:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from omegaconf import MISSING
 
+from engine.config.choices import one_of, require
 from engine.errors import ConfigError
 
 STORES = ("sqlite", "redis")
@@ -35,8 +36,7 @@ class RedisStoreConfig:
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.key_prefix):
             raise ConfigError(f"online.redis.key_prefix: '{self.key_prefix}' may hold only letters, digits and _.:-")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"online.redis.port: {self.port} is not a port")
+        require("online.redis.port", self.port, 0 < self.port < 65536, "is not a port")
 
 
 @dataclass
@@ -48,8 +48,7 @@ class OnlineConfig:
     redis: RedisStoreConfig = field(default_factory=RedisStoreConfig)
 
     def __post_init__(self) -> None:
-        if self.store not in STORES:
-            raise ConfigError(f"online.store: '{self.store}' is not one of {', '.join(STORES)}")
+        one_of("online.store", self.store, STORES)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from datetime import date
 
 from omegaconf import MISSING
 
+from engine.config.check_kinds import Evaluator
 from engine.config.durations import duration_seconds
 from engine.config.quality import FileSourceConfig, unique_names
 from engine.errors import ConfigError
@@ -71,7 +72,7 @@ class PipelineConfig:
         unique_names([c for s in self.sources for c in s.checks], "pipeline.sources.checks")
         for i, source in enumerate(self.sources):
             for j, check in enumerate(source.checks):
-                if check.kind == "references" and check.reference not in names:
+                if check.check_kind.evaluator == Evaluator.REFERENCES and check.reference not in names:
                     key = f"pipeline.sources[{i}].checks[{j}].reference"
                     raise ConfigError(f"{key}: '{check.reference}' is not a declared source ({', '.join(names)})")
         if self.entity.source not in names:

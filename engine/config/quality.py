@@ -7,7 +7,6 @@ the kind, so a YAML check usually needs only a name, a kind, columns and a bound
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,65 +15,12 @@ from pathlib import Path
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from engine.config.check_kinds import CHECK_KINDS, Bound, CheckKind, Columns, Evaluator, GateAction, Layer, Severity
+from engine.config.choices import enum_of
 from engine.config.durations import duration_seconds
 from engine.errors import ConfigError, first_line
 
-RATIO_KINDS = (
-    "completeness",
-    "allowed_values",
-    "range",
-    "non_negative",
-    "pattern",
-    "satisfies",
-    "references",
-    "not_in_future",
-)
-BOUND_KINDS = ("size", "mean", "stddev", "quantile", "freshness")
-CHECK_KINDS = ("schema", "unique", *RATIO_KINDS, *BOUND_KINDS)
-ROW_KINDS = ("completeness", "allowed_values", "range", "non_negative", "pattern", "satisfies", "not_in_future")
-SAMPLED_KINDS = ("completeness", "allowed_values", "range", "non_negative", "pattern", "mean", "stddev", "quantile")
-LAYERS = ("schema", "statistical", "business", "ml")
-SEVERITIES = ("error", "warning")
-
-
-class GateAction(StrEnum):
-    """What a failed error-severity check does to the run (a warning-severity check can only warn)."""
-
-    HALT_PIPELINE = "halt_pipeline"
-    QUARANTINE_DATA = "quarantine_data"
-    USE_CACHED_FEATURES = "use_cached_features"
-    WARN = "warn"
-
-
-ACTIONS = tuple(GateAction)
 FORMATS = ("parquet", "csv", "json", "avro", "orc", "delta")
-DEFAULT_COMPLETENESS = 0.95
-
-_DEFAULT_LAYER = {
-    "schema": "schema",
-    "unique": "schema",
-    "size": "business",
-    "satisfies": "business",
-    "references": "business",
-    "freshness": "business",
-    "not_in_future": "business",  # a sample cannot prove that no row lies in the future
-}
-_DEFAULT_ACTION = {
-    "completeness": GateAction.QUARANTINE_DATA,
-    "not_in_future": GateAction.QUARANTINE_DATA,
-    "freshness": GateAction.USE_CACHED_FEATURES,
-}
-_SINGLE_COLUMN = (
-    "allowed_values",
-    "range",
-    "non_negative",
-    "pattern",
-    "mean",
-    "stddev",
-    "quantile",
-    "freshness",
-    "not_in_future",
-)
 
 
 @dataclass
@@ -108,67 +54,43 @@ class CheckConfig:
 
     def __post_init__(self) -> None:
         key = f"checks.{self.name}"
-        if self.kind not in CHECK_KINDS:
-            raise ConfigError(f"{key}.kind: '{self.kind}' is not one of {', '.join(CHECK_KINDS)}")
+        kind = CHECK_KINDS.get(self.kind, f"{key}.kind")
         if self.threshold is None:
-            self.threshold = DEFAULT_COMPLETENESS if self.kind == "completeness" else 1.0
-        self.layer = self.layer or _DEFAULT_LAYER.get(self.kind, "statistical")
-        self.action = self.action or _default_action(self.kind, self.layer, self.severity)
-        if self.layer not in LAYERS:
-            raise ConfigError(f"{key}.layer: '{self.layer}' is not one of {', '.join(LAYERS)}")
-        if self.severity not in SEVERITIES:
-            raise ConfigError(f"{key}.severity: '{self.severity}' is not error or warning")
-        if self.action not in ACTIONS:
-            raise ConfigError(f"{key}.action: '{self.action}' is not one of {', '.join(ACTIONS)}")
-        self.action = GateAction(self.action)
-        if self.severity == "warning" and self.action != GateAction.WARN:
+            self.threshold = kind.threshold
+        self.severity = enum_of(f"{key}.severity", self.severity, Severity)
+        self.layer = enum_of(f"{key}.layer", self.layer or kind.layer, Layer)
+        default = GateAction.WARN if self.severity == Severity.WARNING or self.layer == Layer.ML else kind.action
+        self.action = enum_of(f"{key}.action", self.action or default, GateAction)
+        if self.severity == Severity.WARNING and self.action != GateAction.WARN:
             raise ConfigError(f"{key}.action: a warning check can only warn, not {self.action}")
-        if self.action == GateAction.QUARANTINE_DATA and self.kind not in ROW_KINDS:
-            raise ConfigError(f"{key}.action: only row-level checks ({', '.join(ROW_KINDS)}) can quarantine rows")
-        if self.kind == "schema" and self.layer != "schema":
-            raise ConfigError(f"{key}.layer: a schema check runs in the schema layer")
-        self._check_shape(key)
+        if self.action == GateAction.QUARANTINE_DATA and not kind.row_level:
+            row_kinds = ", ".join(k.name for k in CHECK_KINDS if k.row_level)
+            raise ConfigError(f"{key}.action: only row-level checks ({row_kinds}) can quarantine rows")
+        if kind.evaluator == Evaluator.SCHEMA and self.layer != Layer.SCHEMA:
+            raise ConfigError(f"{key}.layer: a {self.kind} check runs in the schema layer")
+        self._check_shape(key, kind)
 
-    def _check_shape(self, key: str) -> None:
-        needs_columns = self.kind not in ("size", "satisfies", "schema") or (self.kind == "schema" and not self.types)
-        if needs_columns and not self.columns:
+    def _check_shape(self, key: str, kind: CheckKind) -> None:
+        if kind.columns == Columns.SOME and not self.columns:
             raise ConfigError(f"{key}.columns: at least one column is required")
-        if self.kind in _SINGLE_COLUMN and len(self.columns) != 1:
+        if kind.columns == Columns.ONE and len(self.columns) != 1:
             raise ConfigError(f"{key}.columns: a {self.kind} check takes exactly one column")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"{key}.threshold: {self.threshold} is not within 0..1")
-        if self.kind in ("range", "size", "mean", "stddev", "quantile") and self.min is None and self.max is None:
+        if kind.bound == Bound.RANGE and self.min is None and self.max is None:
             raise ConfigError(f"{key}: a {self.kind} check needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ConfigError(f"{key}: min {self.min} is above max {self.max}")
-        if self.kind == "allowed_values" and not self.values:
-            raise ConfigError(f"{key}.values: an allowed_values check needs values")
-        if self.kind == "pattern":
-            try:
-                re.compile(self.pattern or "(")
-            except re.error as err:
-                raise ConfigError(f"{key}.pattern: '{self.pattern}' is not a regular expression ({err})") from err
-        if self.kind == "satisfies" and not self.predicate.strip():
-            raise ConfigError(f"{key}.predicate: a satisfies check needs a SQL predicate")
-        if self.kind == "quantile" and not 0.0 < self.quantile < 1.0:
-            raise ConfigError(f"{key}.quantile: {self.quantile} is not within (0, 1)")
-        if self.kind == "references":
-            if not self.reference:
-                raise ConfigError(f"{key}.reference: a references check names the dataset it refers to")
-            if self.reference_columns and len(self.reference_columns) != len(self.columns):
-                raise ConfigError(f"{key}.reference_columns: give one per column ({len(self.columns)})")
-        if self.kind == "freshness":
-            duration_seconds(self.max_lag, f"{key}.max_lag")
+        if kind.validate is not None:
+            kind.validate(self, key)
+
+    @property
+    def check_kind(self) -> CheckKind:
+        return CHECK_KINDS.get(self.kind, f"checks.{self.name}.kind")
 
     @property
     def max_lag_seconds(self) -> int:
         return duration_seconds(self.max_lag, f"checks.{self.name}.max_lag")
-
-
-def _default_action(kind: str, layer: str, severity: str) -> GateAction:
-    if severity == "warning" or layer == "ml":
-        return GateAction.WARN
-    return _DEFAULT_ACTION.get(kind, GateAction.HALT_PIPELINE)
 
 
 def unique_names(checks: list[CheckConfig], key: str) -> None:
@@ -203,13 +125,25 @@ class DriftConfig:
             raise ConfigError(f"quality.drift.bins: {self.bins} is not within 2..100")
 
 
-ANOMALY_STRATEGIES = (
-    "relative_rate_of_change",
-    "absolute_change",
-    "online_normal",
-    "batch_normal",
-    "simple_thresholds",
-)
+class AnomalyStrategy(StrEnum):
+    """The Deequ anomaly detection strategies a tracked metric may be judged by (`engine.quality.history`)."""
+
+    RELATIVE_RATE_OF_CHANGE = "relative_rate_of_change"
+    ABSOLUTE_CHANGE = "absolute_change"
+    ONLINE_NORMAL = "online_normal"
+    BATCH_NORMAL = "batch_normal"
+    SIMPLE_THRESHOLDS = "simple_thresholds"
+
+    @property
+    def deequ_class(self) -> str:
+        """The pydeequ class of the strategy (`pydeequ.anomaly_detection`), constructed with (lower, upper)."""
+        return {
+            "relative_rate_of_change": "RelativeRateOfChangeStrategy",
+            "absolute_change": "AbsoluteChangeStrategy",
+            "online_normal": "OnlineNormalStrategy",
+            "batch_normal": "BatchNormalStrategy",
+            "simple_thresholds": "SimpleThresholdStrategy",
+        }[self.value]
 
 
 @dataclass
@@ -229,13 +163,18 @@ class AnomalyConfig:
 
     def __post_init__(self) -> None:
         key = "quality.anomaly"
-        if self.strategy not in ANOMALY_STRATEGIES:
-            raise ConfigError(f"{key}.strategy: '{self.strategy}' is not one of {', '.join(ANOMALY_STRATEGIES)}")
-        if self.strategy == "relative_rate_of_change" and not 0.0 <= self.lower <= 1.0 <= self.upper:
+        self.strategy = enum_of(f"{key}.strategy", self.strategy, AnomalyStrategy)
+        if self.strategy == AnomalyStrategy.RELATIVE_RATE_OF_CHANGE and not 0.0 <= self.lower <= 1.0 <= self.upper:
             raise ConfigError(f"{key}: a relative rate of change needs 0 <= lower <= 1 <= upper")
-        if self.strategy in ("online_normal", "batch_normal") and min(self.lower, self.upper) < 0:
+        if (
+            self.strategy in (AnomalyStrategy.ONLINE_NORMAL, AnomalyStrategy.BATCH_NORMAL)
+            and min(self.lower, self.upper) < 0
+        ):
             raise ConfigError(f"{key}: deviation factors lower and upper cannot be negative")
-        if self.lower > self.upper and self.strategy in ("absolute_change", "simple_thresholds"):
+        if self.lower > self.upper and self.strategy in (
+            AnomalyStrategy.ABSOLUTE_CHANGE,
+            AnomalyStrategy.SIMPLE_THRESHOLDS,
+        ):
             raise ConfigError(f"{key}: lower {self.lower} is above upper {self.upper}")
 
 
@@ -343,7 +282,7 @@ class ValidateConfig:
         unique_names(self.checks, "validate.checks")
         known = {r.name for r in self.references}
         for check in self.checks:
-            if check.kind == "references" and check.reference not in known:
+            if check.check_kind.evaluator == Evaluator.REFERENCES and check.reference not in known:
                 raise ConfigError(f"checks.{check.name}.reference: '{check.reference}' is not in validate.references")
             if check.action == GateAction.USE_CACHED_FEATURES:
                 raise ConfigError(f"checks.{check.name}.action: job=validate has no feature table to serve")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.config.choices import require
 from engine.errors import ConfigError
 
 
@@ -17,15 +18,13 @@ class RetryConfig:
     multiplier: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigError(f"resilience.retry.attempts: {self.attempts} must be at least 1")
+        require("resilience.retry.attempts", self.attempts, self.attempts >= 1, "must be at least 1")
         if self.first_delay_seconds < 0 or self.max_delay_seconds < self.first_delay_seconds:
             raise ConfigError(
                 f"resilience.retry: delays must satisfy 0 <= first_delay_seconds ({self.first_delay_seconds}) "
                 f"<= max_delay_seconds ({self.max_delay_seconds})"
             )
-        if self.multiplier < 1:
-            raise ConfigError(f"resilience.retry.multiplier: {self.multiplier} must be at least 1")
+        require("resilience.retry.multiplier", self.multiplier, self.multiplier >= 1, "must be at least 1")
 
 
 @dataclass
@@ -36,10 +35,9 @@ class CircuitConfig:
     reset_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.failure_threshold < 1:
-            raise ConfigError(f"resilience.circuit.failure_threshold: {self.failure_threshold} must be at least 1")
-        if self.reset_seconds <= 0:
-            raise ConfigError(f"resilience.circuit.reset_seconds: {self.reset_seconds} must be > 0")
+        key = "resilience.circuit"
+        require(f"{key}.failure_threshold", self.failure_threshold, self.failure_threshold >= 1, "must be at least 1")
+        require(f"{key}.reset_seconds", self.reset_seconds, self.reset_seconds > 0, "must be > 0")
 
 
 @dataclass
@@ -56,7 +54,7 @@ class ResilienceConfig:
     timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.cache_ttl_seconds < 0:
-            raise ConfigError(f"resilience.cache_ttl_seconds: {self.cache_ttl_seconds} must be 0 or more")
-        if self.timeout_seconds <= 0:
-            raise ConfigError(f"resilience.timeout_seconds: {self.timeout_seconds} must be > 0")
+        require(
+            "resilience.cache_ttl_seconds", self.cache_ttl_seconds, self.cache_ttl_seconds >= 0, "must be 0 or more"
+        )
+        require("resilience.timeout_seconds", self.timeout_seconds, self.timeout_seconds > 0, "must be > 0")

@@ -14,6 +14,7 @@ from enum import StrEnum
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from engine.config.choices import enum_of
 from engine.config.experiment import ExperimentConfig
 from engine.config.features import FeaturesConfig
 from engine.config.observability import ObservabilityConfig
@@ -21,7 +22,7 @@ from engine.config.online import MaterializeConfig, OnlineConfig
 from engine.config.pipeline import PipelineConfig
 from engine.config.quality import QualityConfig, SuggestConfig, ValidateConfig
 from engine.config.resilience import ResilienceConfig
-from engine.config.training import FeatureTableConfig, SpineConfig, VersionConfig
+from engine.config.training import FeatureTableConfig, SpineConfig, TrainingValues, VersionConfig
 from engine.errors import ConfigError
 
 
@@ -33,7 +34,8 @@ class JobConfig:
 
 
 class SinkMode(StrEnum):
-    """How a write meets the table: replace it (or a range of it), add rows, or upsert on keys."""
+    """How a write meets the table: `overwrite` replaces it (or, with a range, only that range through
+    `replaceWhere`), `append` adds rows, `merge` upserts on `merge_keys` (entity keys and timestamp)."""
 
     OVERWRITE = "overwrite"
     APPEND = "append"
@@ -41,26 +43,19 @@ class SinkMode(StrEnum):
 
 
 class SchemaPolicy(StrEnum):
-    """What a write may do to the table's schema (see SinkConfig)."""
+    """What a write may do to the table's schema: `evolve` adds new columns and refuses dropped or retyped
+    ones, `strict` refuses any change, `replace` lets a full overwrite replace the schema."""
 
     EVOLVE = "evolve"
     STRICT = "strict"
     REPLACE = "replace"
 
 
-SINK_MODES = tuple(SinkMode)
-SCHEMA_POLICIES = tuple(SchemaPolicy)
-
-
 @dataclass
 class SinkConfig:
-    """Where and how a job writes its Delta table.
-
-    `overwrite` replaces the table (or, with a range, only that range through `replaceWhere`);
-    `append` adds rows; `merge` upserts on `merge_keys` (entity keys and timestamp). Schema policy:
-    `evolve` adds new columns and refuses dropped or retyped ones, `strict` refuses any change,
-    `replace` lets a full overwrite replace the schema. `correction` marks the rows as late
-    corrections, which training sets treat as available only from their commit time.
+    """Where and how a job writes its Delta table: its mode (SinkMode) and schema policy (SchemaPolicy).
+    `correction` marks the rows as late corrections, which training sets treat as available only from
+    their commit time.
 
     `mode` and `schema_policy` are typed str for OmegaConf; once validated they hold SinkMode and
     SchemaPolicy members (which equal their strings).
@@ -77,11 +72,8 @@ class SinkConfig:
     commit_retries: int = 3
 
     def __post_init__(self) -> None:
-        if self.mode not in SINK_MODES:
-            raise ConfigError(f"sink.mode: '{self.mode}' is not one of {', '.join(SINK_MODES)}")
-        if self.schema_policy not in SCHEMA_POLICIES:
-            raise ConfigError(f"sink.schema_policy: '{self.schema_policy}' is not one of {', '.join(SCHEMA_POLICIES)}")
-        self.mode, self.schema_policy = SinkMode(self.mode), SchemaPolicy(self.schema_policy)
+        self.mode = enum_of("sink.mode", self.mode, SinkMode)
+        self.schema_policy = enum_of("sink.schema_policy", self.schema_policy, SchemaPolicy)
         if self.mode == SinkMode.MERGE and not self.merge_keys:
             raise ConfigError("sink.merge_keys: a merge needs the entity keys and timestamp to match rows on")
         if self.cluster_by and self.partition_by:
@@ -97,14 +89,20 @@ _MASTER = re.compile(
 )
 
 
+class SparkMode(StrEnum):
+    """`local` builds a session with the cached jars; `cluster` and `databricks` join the launcher's."""
+
+    LOCAL = "local"
+    CLUSTER = "cluster"
+    DATABRICKS = "databricks"
+
+
 @dataclass
 class SparkConfig:
-    """How to get a SparkSession.
+    """How to get a SparkSession (SparkMode). `mode` is typed str for OmegaConf; once validated it holds
+    a SparkMode member (which equals its string)."""
 
-    `local` builds one with the cached jars; `cluster` and `databricks` join the launcher's session.
-    """
-
-    mode: str = "local"
+    mode: str = SparkMode.LOCAL.value
     master: str = "local[2]"
     app_name: str = "featurelake"
     driver_memory: str = "4g"
@@ -113,8 +111,7 @@ class SparkConfig:
     conf: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("local", "cluster", "databricks"):
-            raise ConfigError(f"spark.mode: '{self.mode}' is not local, cluster or databricks")
+        self.mode = enum_of("spark.mode", self.mode, SparkMode)
         if self.shuffle_partitions < 1:
             raise ConfigError(f"spark.shuffle_partitions: {self.shuffle_partitions} must be at least 1")
         if self.master and not _MASTER.match(self.master):
@@ -142,11 +139,10 @@ class TrainingSetConfig:
     spine: SpineConfig = MISSING
     feature_tables: list[FeatureTableConfig] = field(default_factory=list)
     output: SinkConfig = field(default_factory=lambda: SinkConfig(path="output/delta/training_set"))
-    values: str = "auto"
+    values: str = TrainingValues.AUTO.value  # a TrainingValues member once validated
 
     def __post_init__(self) -> None:
-        if self.values not in TRAINING_VALUE_PLANS:
-            raise ConfigError(f"training_set.values: '{self.values}' is not one of {', '.join(TRAINING_VALUE_PLANS)}")
+        self.values = enum_of("training_set.values", self.values, TrainingValues)
         if not self.feature_tables:
             raise ConfigError("training_set.feature_tables: at least one feature table is required")
         names = [t.name for t in self.feature_tables]
@@ -157,9 +153,6 @@ class TrainingSetConfig:
         for table in self.feature_tables:  # the spine's label is never a feature, even where a table holds it
             if self.spine.label not in (*table.features, *table.exclude):
                 table.exclude = [*table.exclude, self.spine.label]
-
-
-TRAINING_VALUE_PLANS = ("auto", "sweep", "winners")
 
 
 @dataclass

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from omegaconf import MISSING
 
+from engine.config.choices import one_of
 from engine.config.durations import duration_seconds
 from engine.errors import ConfigError
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 VERSION_ACTIONS = ("history", "read", "diff", "restore", "vacuum", "optimize", "tag")
 MIN_RETENTION_HOURS = 168.0
+
+
+class TrainingValues(StrEnum):
+    """How feature values reach a training set's spine (`training_set.values`, `engine.training.build`)."""
+
+    AUTO = "auto"
+    SWEEP = "sweep"
+    WINNERS = "winners"
 
 
 def check_version_ref(ref: str, key: str) -> None:
@@ -102,8 +112,7 @@ class VersionConfig:
     where: str = ""
 
     def __post_init__(self) -> None:
-        if self.action not in VERSION_ACTIONS:
-            raise ConfigError(f"version.action: '{self.action}' is not one of {', '.join(VERSION_ACTIONS)}")
+        one_of("version.action", self.action, VERSION_ACTIONS)
         for key in ("as_of", "other"):
             if getattr(self, key):
                 check_version_ref(getattr(self, key), f"version.{key}")

@@ -2,6 +2,8 @@
 
 Names follow `<group>_<column>[_<filter_name>]_<function>_<window>`, `<group>_rows_count_<window>`
 for row counts and `<group>_<column>_lag_<k>` for lags, so a name says what the column holds.
+Function names resolve in the registry (`engine.features.functions`); compiling is what checks them,
+before Spark starts.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.config.durations import duration_seconds
-from engine.config.features import LIFETIME, GroupConfig, window_seconds
+from engine.config.features import LIFETIME, AggregationConfig, Closed, GroupConfig, window_seconds
+from engine.errors import ConfigError
+from engine.features.functions import AGGREGATIONS, Aggregation
 
 MICROS = 1_000_000
 
@@ -28,13 +32,17 @@ class Windowed:
     """One windowed feature: `function` of `input` over the `window` before the row's time."""
 
     name: str
-    function: str
+    aggregation: Aggregation
     input: Input
     window: str
     micros: int | None
-    closed: str
+    closed: Closed
     n: int
     description: str
+
+    @property
+    def function(self) -> str:
+        return self.aggregation.name
 
 
 @dataclass(frozen=True)
@@ -74,23 +82,24 @@ class GroupPlan:
     @property
     def history_depth(self) -> int:
         """Events each row keeps for lags and last-N values."""
-        return max([lag.k for lag in self.lags] + [f.n for f in self.windowed if f.function == "last_n"], default=0)
+        kept = [f.n for f in self.windowed if f.aggregation.takes_n]
+        return max([lag.k for lag in self.lags] + kept, default=0)
 
 
-_TEXT = {
-    "count": "number of {what}",
-    "sum": "sum of {what}",
-    "mean": "mean of {what}",
-    "min": "minimum of {what}",
-    "max": "maximum of {what}",
-    "stddev": "sample standard deviation of {what}",
-    "variance": "sample variance of {what}",
-    "count_distinct": "number of distinct values of {what}",
-    "approx_count_distinct": "number of distinct values of {what} (computed exactly)",
-    "first": "earliest non-null value of {what}",
-    "last": "latest non-null value of {what}",
-    "last_n": "values of the last {n} events' {what}, oldest first",
-}
+def _aggregations(agg: AggregationConfig, key: str) -> list[Aggregation]:
+    """The registry entries of an aggregation's functions, checked against what each takes."""
+    if not agg.functions:
+        raise ConfigError(f"{key}.functions: [] must name at least one of {', '.join(AGGREGATIONS.names())}")
+    entries = [AGGREGATIONS.get(name, f"{key}.functions") for name in agg.functions]
+    needing = [a.name for a in entries if a.needs_column]
+    if agg.column is None and needing:
+        raise ConfigError(f"{key}.column: required for {sorted(needing)}")
+    for a in entries:
+        if agg.filter is not None and not a.takes_filter:
+            raise ConfigError(f"{key}.filter: {a.name} keeps the events as they are and takes no filter")
+        if a.takes_n and not 1 <= agg.n <= 100:
+            raise ConfigError(f"{key}.n: {agg.n} must be 1..100")
+    return entries
 
 
 def _window_text(window: str, closed: str) -> str:
@@ -99,8 +108,10 @@ def _window_text(window: str, closed: str) -> str:
     return f"over [t-{window}, t)" if closed == "left" else f"over (t-{window}, t]"
 
 
-def compile_group(group: GroupConfig) -> GroupPlan:
-    """Flatten a validated group into named features sharing de-duplicated inputs."""
+def compile_group(group: GroupConfig, key: str | None = None) -> GroupPlan:
+    """Flatten a validated group into named features sharing de-duplicated inputs; an unknown function, or
+    one given what it does not take, is a ConfigError naming `key` (the group's config key)."""
+    key = key or f"features.groups.{group.name}"
     inputs: dict[tuple[str | None, str | None], Input] = {}
 
     def input_of(column: str | None, filter_: str | None) -> Input:
@@ -110,25 +121,25 @@ def compile_group(group: GroupConfig) -> GroupPlan:
         return inputs[key]
 
     windowed = []
-    for agg in group.aggregations:
-        for function in agg.functions:
-            column = agg.column if function != "count" or agg.column else None
+    for i, agg in enumerate(group.aggregations):
+        for aggregation in _aggregations(agg, f"{key}.aggregations[{i}]"):
+            column = agg.column if aggregation.needs_column or agg.column else None
             source = input_of(column, agg.filter)
             stem = "_".join(p for p in (group.name, column or "rows", agg.filter_name) if p)
             what = f"{column or 'events'}" + (f" where {agg.filter}" if agg.filter else "")
             for window in group.windows_of(agg):
-                label = f"last_{agg.n}" if function == "last_n" else function
+                label = aggregation.label_for(agg.n)
                 seconds = window_seconds(window, f"features.groups.{group.name}")
                 windowed.append(
                     Windowed(
                         name=f"{stem}_{label}_{window}",
-                        function=function,
+                        aggregation=aggregation,
                         input=source,
                         window=window,
                         micros=None if seconds is None else seconds * MICROS,
                         closed=group.closed,
                         n=agg.n,
-                        description=f"{_TEXT[function].format(what=what, n=agg.n)} per {group.name} "
+                        description=f"{aggregation.describes.format(what=what, n=agg.n)} per {group.name} "
                         f"{_window_text(window, group.closed)}",
                     )
                 )

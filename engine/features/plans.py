@@ -29,11 +29,11 @@ import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from engine.config.features import FeaturesConfig
+from engine.config.features import FeaturesConfig, Plan
 from engine.errors import ConfigError
 from engine.features.compile import GroupPlan
-from engine.features.vectorized import supports, value_kind
-from engine.runtime.row_groups import GROUP, RowGroups, read_groups
+from engine.features.vectorized import unsupported, value_kind
+from engine.runtime.datasets import GROUP, StoredGroups
 
 SAMPLE_FRACTION = 0.005
 MIN_SAMPLE_ROWS = 20_000
@@ -50,14 +50,13 @@ SLIDING_MAX_READS = 30.0
 # each event it reads costs about this many reads of a running aggregate (the same group's two lags
 # over a 7-day TTL cost the sliding plan as much as its 12 windowed features).
 COLLECTED_READ_COST = 4.0
-COLLECTED = frozenset({"last_n", "count_distinct", "approx_count_distinct"})
 
 
 @dataclass(frozen=True)
 class Choice:
     """The plan for one group, whether hot entities are split into time buckets, and why."""
 
-    plan: str
+    plan: Plan
     split: bool
     reason: str
 
@@ -140,7 +139,7 @@ def _stored_shape(sample: pa.Table, keys: tuple[str, ...], drawn: int, groups: i
 
 
 def measure_stored(
-    groups: RowGroups, key_sets: list[tuple[str, ...]], time_column: str, seed: int = 17
+    groups: StoredGroups, key_sets: list[tuple[str, ...]], time_column: str, seed: int = 17
 ) -> dict[tuple[str, ...], Shape] | None:
     """The shape of the events per set of entity keys from the table's stored row groups: whole groups drawn
     at random and read alone (only the key and time columns; how many: `MIN_GROUPS`), and rows kept within
@@ -157,7 +156,7 @@ def measure_stored(
     chosen = np.sort(rng.choice(len(sizes), wanted, replace=False))
     rate = min(1.0, target / sizes[chosen].sum())
     drawn = [(int(g), np.flatnonzero(rng.random(int(sizes[g])) < rate)) for g in chosen]
-    sample, _ = read_groups(groups, drawn, columns)
+    sample, _ = groups.read(drawn, columns)
     if not pa.types.is_timestamp(sample.schema.field(time_column).type):
         return None
     micros = pc.cast(pc.cast(sample[time_column], pa.timestamp("us")), pa.int64())
@@ -168,8 +167,8 @@ def measure_stored(
 
 def reads(plan: GroupPlan, shape: Shape) -> float:
     """Events the sliding plan reads per row: each feature reads its window (lags read the TTL), and
-    an event a frame collects counts `COLLECTED_READ_COST` times."""
-    spans = [(f.micros or shape.span, COLLECTED_READ_COST if f.function in COLLECTED else 1.0) for f in plan.windowed]
+    an event a frame collects (`Aggregation.collects`) counts `COLLECTED_READ_COST` times."""
+    spans = [(f.micros or shape.span, COLLECTED_READ_COST if f.aggregation.collects else 1.0) for f in plan.windowed]
     spans += [(plan.ttl_micros, COLLECTED_READ_COST) for _ in plan.lags]
     return sum(cost * shape.same_entity * min(span / shape.span, 1.0) for span, cost in spans)
 
@@ -177,14 +176,11 @@ def reads(plan: GroupPlan, shape: Shape) -> float:
 def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, shape: Shape | None, partitions: int) -> Choice:
     """The configured plan, or with `auto` the cheapest exact one for the group's measured `shape`."""
     kinds = {i.ref: "int" if i.column is None else value_kind(events.schema[i.column].dataType) for i in plan.inputs}
-    vectorizable = supports(plan, kinds)
+    why_not = unsupported(plan, kinds)
     name = plan.group.name
-    if cfg.plan != "auto":
-        if cfg.plan == "vectorized" and not vectorizable:
-            raise ConfigError(
-                f"features.plan: vectorized cannot compute group '{name}' "
-                "(it takes bounded windows, and sums, means and variances of numbers only)"
-            )
+    if cfg.plan != Plan.AUTO:
+        if cfg.plan == Plan.VECTORIZED and why_not:
+            raise ConfigError(f"features.plan: vectorized cannot compute group '{name}' ({why_not})")
         return Choice(cfg.plan, True, "set by features.plan")
     if shape is None:
         raise ValueError(f"features.groups.{name}: plan auto needs the events' measured shape")
@@ -192,5 +188,5 @@ def choose(events: DataFrame, plan: GroupPlan, cfg: FeaturesConfig, shape: Shape
     split = shape.largest_share > 1 / max(partitions, 1)
     detail = f"{per_row:.1f} events read per row, largest entity {shape.largest_share:.1%} of rows"
     if per_row <= SLIDING_MAX_READS:
-        return Choice("sliding", split, detail)
-    return Choice("vectorized" if vectorizable else "running", split, detail)
+        return Choice(Plan.SLIDING, split, detail)
+    return Choice(Plan.RUNNING if why_not else Plan.VECTORIZED, split, detail)

@@ -17,7 +17,7 @@ from engine.features.derived import add_derived
 from engine.features.plans import Choice, Shape, choose, measure, measure_stored
 from engine.features.snapshot import snapshot_spine
 from engine.features.windows import check_inputs, group_features
-from engine.runtime.row_groups import RowGroups
+from engine.runtime.datasets import StoredGroups
 
 PARTITION_COLUMN = "feature_date"
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def _names(cfg: FeaturesConfig, plans: list[GroupPlan]) -> list[str]:
 
 
 def compile_features(cfg: FeaturesConfig) -> list[GroupPlan]:
-    plans = [compile_group(group) for group in cfg.groups]
+    """Every group's plan; function names, snapshot keys and repeated feature names are checked here."""
+    plans = [compile_group(group, f"features.groups[{i}]") for i, group in enumerate(cfg.groups)]
     if cfg.granularity == "snapshot":
         keys = {tuple(plan.group.keys) for plan in plans}
         if len(keys) != 1:
@@ -48,7 +49,7 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 
 
 def _shapes(
-    events: DataFrame, key_sets: list[tuple[str, ...]], cfg: FeaturesConfig, stored: RowGroups | None
+    events: DataFrame, key_sets: list[tuple[str, ...]], cfg: FeaturesConfig, stored: StoredGroups | None
 ) -> dict[tuple[str, ...], Shape]:
     """The events' shape per key set: from the stored row groups when given and they hold the columns,
     else from one Spark job over a sample."""
@@ -57,7 +58,9 @@ def _shapes(
     return shapes if shapes is not None else measure(events, key_sets, F.unix_micros(F.col(time)))
 
 
-def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig, stored: RowGroups | None) -> list[Choice]:
+def _choices(
+    events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig, stored: StoredGroups | None
+) -> list[Choice]:
     """Each group's plan; with `auto`, the events are measured once for every set of keys."""
     partitions = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     key_sets = list(dict.fromkeys(tuple(plan.group.keys) for plan in plans))
@@ -71,7 +74,7 @@ def _choices(events: DataFrame, plans: list[GroupPlan], cfg: FeaturesConfig, sto
     return choices
 
 
-def feature_table(events: DataFrame, cfg: FeaturesConfig, stored: RowGroups | None = None) -> DataFrame:
+def feature_table(events: DataFrame, cfg: FeaturesConfig, stored: StoredGroups | None = None) -> DataFrame:
     """Rows with features: each event (event granularity) or each entity x boundary (snapshot).
 
     Without `known_at` or a range, each group reads its events from the rows it is given (one
@@ -107,10 +110,3 @@ def range_filters(cfg: FeaturesConfig) -> list[tuple[str, str, date]]:
     """The run's range as delta-rs filters on the partition column (empty for a full run)."""
     bounds = [(PARTITION_COLUMN, ">=", date.fromisoformat(cfg.start))] if cfg.start else []
     return bounds + ([(PARTITION_COLUMN, "<", date.fromisoformat(cfg.end))] if cfg.end else [])
-
-
-def replace_range(cfg: FeaturesConfig) -> str | None:
-    """The Delta `replaceWhere` predicate of a ranged run: only its dates are rewritten."""
-    bounds = [f"{PARTITION_COLUMN} >= '{cfg.start}'"] if cfg.start else []
-    bounds += [f"{PARTITION_COLUMN} < '{cfg.end}'"] if cfg.end else []
-    return " AND ".join(bounds) or None

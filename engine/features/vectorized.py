@@ -18,9 +18,10 @@ never by the largest entity.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -29,9 +30,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from engine.features.compile import GroupPlan
+from engine.features.placement import AT, EV, Q
 
-AT, EV, Q = "_fl_at", "_fl_ev", "_fl_q"
+if TYPE_CHECKING:  # compile reads the function registry, which names this module's kernels
+    from engine.features.compile import GroupPlan
+
+KINDS = ("int", "float", "string", "other")  # value kinds of a column (`value_kind`)
 SUMMED = ("int", "float")  # value kinds whose sums, means and variances the pass computes
 ORDERED = ("int", "float", "string")  # value kinds whose extremes and distinct values it computes
 _LIMIT = 1 << 62  # largest time key of a block (segments are laid end to end on one axis)
@@ -43,6 +47,7 @@ class Feature:
 
     name: str
     function: str
+    kernel: Callable[[Block, Feature, pa.DataType], pa.Array]
     ref: str
     kind: str
     micros: int
@@ -164,7 +169,7 @@ class _Layout:
         return _Layout(low, self.at[:at]), _Layout(high, self.at[at:])
 
 
-class _Block:
+class Block:
     """One batch (with the carried look-back) laid out for windows: events, query rows and time keys."""
 
     def __init__(self, table: pa.Table, spec: PassSpec, rows: np.ndarray, layout: _Layout) -> None:
@@ -247,7 +252,7 @@ class _Block:
         return self.cached(("order", ref), build)
 
 
-def _first_last(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _first_last(block: Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     order = block.order(f.ref, f.kind)
     valid = block.valid(f.ref)[order]
     position = np.arange(len(order))
@@ -263,7 +268,7 @@ def _first_last(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> np
     return np.where(chosen >= 0, order[np.maximum(chosen, 0)], -1)
 
 
-def _distinct(block: _Block, f: Feature) -> np.ndarray:
+def _distinct(block: Block, f: Feature) -> np.ndarray:
     """Distinct non-null values in each row's window, from the starts and ends of "latest of its value"."""
     present = np.flatnonzero(block.valid(f.ref))
     key, run = block.event_key[present], block.event_run[present]
@@ -280,7 +285,7 @@ def _distinct(block: _Block, f: Feature) -> np.ndarray:
     return np.searchsorted(key, block.query_key, side) - np.searchsorted(ends, block.query_key, side)
 
 
-def _run_means(block: _Block, ref: str, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _run_means(block: Block, ref: str, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Each event's run mean, the centre its variance is taken around (small sums, little cancellation)."""
     runs = block.event_run
     size = int(runs.max()) + 1 if len(runs) else 0
@@ -289,7 +294,7 @@ def _run_means(block: _Block, ref: str, values: np.ndarray, valid: np.ndarray) -
     return (totals / np.maximum(counts, 1))[runs]
 
 
-def _numbers(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(block: Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Values and validity of a count, sum, mean, variance, stddev, min or max for each query row."""
     n = block.count(f.ref, lo, hi)
     if f.function == "count":
@@ -326,7 +331,7 @@ def _numbers(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> tuple
     return (variance if f.function == "variance" else np.sqrt(variance)), n > 1
 
 
-def _lag(block: _Block, f: Feature) -> np.ndarray:
+def _lag_index(block: Block, f: Feature) -> np.ndarray:
     """Event index of the n-th previous event strictly before t, or -1 (none, or older than the TTL)."""
     order = block.order(f.ref, f.kind)
     position = block.upto("left") - f.n
@@ -335,12 +340,12 @@ def _lag(block: _Block, f: Feature) -> np.ndarray:
     return np.where(inside, order[safe], -1) if len(order) else np.full(len(position), -1)
 
 
-def _taken(block: _Block, ref: str, index: np.ndarray) -> pa.Array:
+def _taken(block: Block, ref: str, index: np.ndarray) -> pa.Array:
     """Values of events at `index` (-1 gives null)."""
     return block.column(ref).take(pa.array(index, mask=index < 0))
 
 
-def _last_n(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> pa.Array:
+def _last_n(block: Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> pa.Array:
     order = block.order(f.ref, f.kind)
     start = np.maximum(lo, hi - f.n)
     length = hi - start
@@ -350,17 +355,26 @@ def _last_n(block: _Block, f: Feature, lo: np.ndarray, hi: np.ndarray) -> pa.Arr
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=pa.array(length == 0))
 
 
-def _feature(block: _Block, f: Feature, target: pa.DataType) -> pa.Array:
-    if f.function == "lag":
-        return _taken(block, f.ref, _lag(block, f))
-    lo, hi = block.bounds(f.micros, f.closed)
-    if f.function in ("first", "last"):
-        return _taken(block, f.ref, _first_last(block, f, lo, hi))
-    if f.function == "last_n":
-        return _last_n(block, f, lo, hi)
-    if f.function in ("count_distinct", "approx_count_distinct"):
-        return pa.array(_distinct(block, f), pa.int64())
-    values, present = _numbers(block, f, lo, hi)
+def lag_kernel(block: Block, f: Feature, target: pa.DataType) -> pa.Array:
+    """The k-th previous event's value strictly before t, within the TTL (`f.micros`)."""
+    return _taken(block, f.ref, _lag_index(block, f))
+
+
+def first_last(block: Block, f: Feature, target: pa.DataType) -> pa.Array:
+    return _taken(block, f.ref, _first_last(block, f, *block.bounds(f.micros, f.closed)))
+
+
+def last_n(block: Block, f: Feature, target: pa.DataType) -> pa.Array:
+    return _last_n(block, f, *block.bounds(f.micros, f.closed))
+
+
+def distinct(block: Block, f: Feature, target: pa.DataType) -> pa.Array:
+    return pa.array(_distinct(block, f), pa.int64())
+
+
+def numbers(block: Block, f: Feature, target: pa.DataType) -> pa.Array:
+    """count, sum, mean, variance, stddev, min or max of each query row's window."""
+    values, present = _numbers(block, f, *block.bounds(f.micros, f.closed))
     if f.kind == "string":  # extremes of strings are dense ranks: read the value of an event with that rank
         ranks = block.values(f.ref, f.kind)
         event_of_rank = np.zeros(int(ranks.max(initial=0)) + 1, dtype=np.int64)
@@ -371,12 +385,12 @@ def _feature(block: _Block, f: Feature, target: pa.DataType) -> pa.Array:
 
 def _emit(table: pa.Table, spec: PassSpec, rows: np.ndarray, layout: _Layout) -> pa.Table:
     """The passthrough columns and every feature of `rows`; features are null on unplaced rows."""
-    block = _Block(table, spec, rows, layout)
+    block = Block(table, spec, rows, layout)
     placed = pa.array(_placed(table, spec)[rows])
     columns = [table.column(name).take(pa.array(rows)) for name in spec.passthrough]
     for f in spec.features:
         target = spec.schema.field(f.name).type
-        columns.append(pc.if_else(placed, _feature(block, f, target), pa.nulls(len(rows), target)))
+        columns.append(pc.if_else(placed, f.kernel(block, f, target), pa.nulls(len(rows), target)))
     return pa.Table.from_arrays(columns, schema=spec.schema)
 
 
@@ -435,27 +449,17 @@ def value_kind(data_type: T.DataType) -> str:
     return "string" if isinstance(data_type, T.StringType) else "other"
 
 
-def supports(plan: GroupPlan, kinds: dict[str, str]) -> bool:
-    """Whether the pass computes every feature of the group (bounded windows; sums of numbers only)."""
+def unsupported(plan: GroupPlan, kinds: dict[str, str]) -> str | None:
+    """Why the pass cannot compute every feature of the group, or None when it can."""
     for f in plan.windowed:
-        kind = kinds[f.input.ref]
+        kind, aggregation = kinds[f.input.ref], f.aggregation
         if f.micros is None:
-            return False
-        if f.function in ("sum", "mean", "variance", "stddev") and kind not in SUMMED:
-            return False
-        if f.function in ("min", "max", "count_distinct", "approx_count_distinct") and kind not in ORDERED:
-            return False
-    return True
-
-
-def _feature_type(function: str, kind: str, data_type: T.DataType) -> T.DataType:
-    if function in ("count", "count_distinct", "approx_count_distinct"):
-        return T.LongType()
-    if function == "sum":
-        return T.LongType() if kind == "int" else T.DoubleType()
-    if function in ("mean", "variance", "stddev"):
-        return T.DoubleType()
-    return T.ArrayType(data_type, True) if function == "last_n" else data_type
+            return f"{f.name}: a lifetime window is unbounded"
+        if aggregation.vectorized is None:
+            return f"{f.name}: {aggregation.name} is not vectorizable"
+        if kind not in aggregation.vector_kinds:
+            return f"{f.name}: {aggregation.name} of a {kind} column is not vectorizable"
+    return None
 
 
 def vectorized_features(
@@ -479,16 +483,29 @@ def vectorized_features(
     column = {ref.ref: sources.get(ref.ref, ref.ref) for ref in plan.inputs}
     kinds = {ref: value_kind(types[name]) for ref, name in column.items()}
     features = [
-        Feature(f.name, f.function, column[f.input.ref], kinds[f.input.ref], f.micros or 0, f.closed, f.n)
+        Feature(
+            f.name,
+            f.function,
+            f.aggregation.vectorized,
+            column[f.input.ref],
+            kinds[f.input.ref],
+            f.micros or 0,
+            f.closed,
+            f.n,
+        )
         for f in plan.windowed
     ]
+    outputs = [f.aggregation.output.spark_type(kinds[f.input.ref], types[column[f.input.ref]]) for f in plan.windowed]
     features += [
-        Feature(lag.name, "lag", column[lag.input.ref], kinds[lag.input.ref], plan.ttl_micros, "left", lag.k)
+        Feature(
+            lag.name, "lag", lag_kernel, column[lag.input.ref], kinds[lag.input.ref], plan.ttl_micros, "left", lag.k
+        )
         for lag in plan.lags
     ]
+    outputs += [types[column[lag.input.ref]] for lag in plan.lags]
     schema = T.StructType(
         [rows.schema[c] for c in passthrough]
-        + [T.StructField(f.name, _feature_type(f.function, f.kind, types[f.ref]), True) for f in features]
+        + [T.StructField(f.name, output, True) for f, output in zip(features, outputs, strict=True)]
     )
     keys = list(plan.group.keys)
     spec = PassSpec(

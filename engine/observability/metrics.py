@@ -7,7 +7,9 @@ node_exporter's textfile collector and a push gateway (grouped by job) expect.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +24,36 @@ from prometheus_client.parser import text_string_to_metric_families
 
 DURATION_BUCKETS = (60.0, 300.0, 900.0, 3600.0)
 disable_created_metrics()  # `*_created` timestamps say nothing a run's textfile needs
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+@dataclass(frozen=True)
+class MetricSpec(Generic[M]):
+    """One metric as declared: its kind, name, help text and label names (and a histogram's buckets)."""
+
+    kind: type[M]
+    name: str
+    text: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+
+    def create(self, registry: CollectorRegistry) -> M:
+        """The metric, registered in `registry`."""
+        options = {"buckets": self.buckets} if self.buckets else {}
+        return self.kind(self.name, self.text, list(self.labels), registry=registry, **options)
+
+
+SOURCE = ("pipeline", "data_source")
+DURATION = MetricSpec(
+    Histogram, "pipeline_duration_seconds", "Wall time of a pipeline run", ("pipeline", "status"), DURATION_BUCKETS
+)
+QUALITY = MetricSpec(Gauge, "data_quality_score", "Share of a source's evaluated checks that passed (0..1)", SOURCE)
+FEATURES = MetricSpec(Counter, "features_computed", "Feature rows computed and written", ("pipeline", "feature_table"))
+FAILURES = MetricSpec(Counter, "validation_failures", "Data-quality checks that failed", (*SOURCE, "severity"))
+FRESHNESS = MetricSpec(
+    Gauge, "data_freshness_lag_seconds", "Lag of a source's newest event time behind the run's as-of time", SOURCE
+)
+RUN_INFO = MetricSpec(Gauge, "pipeline_run_info", "The run these metrics describe", ("pipeline", "pipeline_id"))
 
 
 class PipelineMetrics:
@@ -29,41 +61,13 @@ class PipelineMetrics:
 
     def __init__(self, job: str, pipeline_id: str) -> None:
         self.job = job
-        self.registry = CollectorRegistry()
-        self.duration = Histogram(
-            "pipeline_duration_seconds",
-            "Wall time of a pipeline run",
-            ["pipeline", "status"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.quality = Gauge(
-            "data_quality_score",
-            "Share of a source's evaluated checks that passed (0..1)",
-            ["pipeline", "data_source"],
-            registry=self.registry,
-        )
-        self.features = Counter(
-            "features_computed",
-            "Feature rows computed and written",
-            ["pipeline", "feature_table"],
-            registry=self.registry,
-        )
-        self.failures = Counter(
-            "validation_failures",
-            "Data-quality checks that failed",
-            ["pipeline", "data_source", "severity"],
-            registry=self.registry,
-        )
-        self.freshness = Gauge(
-            "data_freshness_lag_seconds",
-            "Lag of a source's newest event time behind the run's as-of time",
-            ["pipeline", "data_source"],
-            registry=self.registry,
-        )
-        self.info = Gauge(
-            "pipeline_run_info", "The run these metrics describe", ["pipeline", "pipeline_id"], registry=self.registry
-        )
+        self.registry = registry = CollectorRegistry()
+        self.duration = DURATION.create(registry)
+        self.quality = QUALITY.create(registry)
+        self.features = FEATURES.create(registry)
+        self.failures = FAILURES.create(registry)
+        self.freshness = FRESHNESS.create(registry)
+        self.info = RUN_INFO.create(registry)
         self.info.labels(job, pipeline_id).set(1)
 
     def record(self, event: str, data_source: str | None, record_count: int | None, fields: Mapping) -> None:

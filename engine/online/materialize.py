@@ -21,9 +21,9 @@ from pyspark.sql import types as T
 from engine.online.groups import OnlineGroup
 from engine.online.store import Entry, GroupState, Key, OnlineStore, encode
 from engine.runtime.instants import epoch_micros
-from engine.training.asof import quoted
+from engine.sinks.sink import DELTA
+from engine.sql import quote_identifier
 from engine.training.build import SMALL_SPINE_ROWS, as_of_features
-from engine.versioning.refs import read_dataframe
 
 AS_OF = "_online_as_of"
 EVENT_US = "_online_event_us"
@@ -60,8 +60,8 @@ def _entities(table: DataFrame, group: OnlineGroup, timestamp: str, as_of: datet
     """Every entity with a row at or before the as-of time."""
     known = F.col(timestamp) <= micros(as_of)
     for key in group.keys:
-        known = known & F.col(quoted(key)).isNotNull()
-    return table.where(known).select(*(quoted(k) for k in group.keys)).distinct()
+        known = known & F.col(quote_identifier(key)).isNotNull()
+    return table.where(known).select(*(quote_identifier(k) for k in group.keys)).distinct()
 
 
 def changed_entities(
@@ -75,21 +75,21 @@ def changed_entities(
 ) -> DataFrame:
     """The entities whose values may differ from the ones the store holds (a superset, never fewer),
     computed once and held in memory."""
-    keys = [quoted(k) for k in group.keys]
-    columns = [*keys, quoted(timestamp), *(quoted(f) for f in group.features)]
+    keys = [quote_identifier(k) for k in group.keys]
+    columns = [*keys, quote_identifier(timestamp), *(quote_identifier(f) for f in group.features)]
     parts = []
     if held.version != version:
         parts.append(_changed_keys(spark, path, keys, columns, held.version, version))
     low, high = sorted([held.as_of_time, as_of])
     if low != high:
-        new = read_dataframe(spark, path, version).select(*columns)
-        ts = F.col(quoted(timestamp))
+        new = DELTA.read_version(spark, path, version).select(*columns)
+        ts = F.col(quote_identifier(timestamp))
         parts.append(new.where((ts > micros(low)) & (ts <= micros(high))).select(*keys))
         if group.ttl_seconds is not None:
             ttl = F.expr(f"INTERVAL {group.ttl_seconds} SECONDS")
             parts.append(new.where((ts >= micros(low) - ttl) & (ts < micros(high) - ttl)).select(*keys))
     if not parts:
-        return read_dataframe(spark, path, version).select(*keys).limit(0)
+        return DELTA.read_version(spark, path, version).select(*keys).limit(0)
     changed = parts[0]
     for part in parts[1:]:
         changed = changed.unionByName(part)
@@ -120,8 +120,8 @@ def _changed_keys(
     except AnalysisException as error:
         if error.getErrorClass() != "DELTA_MISSING_CHANGE_DATA":
             raise
-    old = read_dataframe(spark, path, held).select(*columns, F.lit(-1).alias(_SIGN))
-    new = read_dataframe(spark, path, version).select(*columns, F.lit(1).alias(_SIGN))
+    old = DELTA.read_version(spark, path, held).select(*columns, F.lit(-1).alias(_SIGN))
+    new = DELTA.read_version(spark, path, version).select(*columns, F.lit(1).alias(_SIGN))
     return _unbalanced(new.unionByName(old), columns).select(*keys)
 
 
@@ -142,8 +142,8 @@ def group_values(
 ) -> Values:
     """The group's entities (or those of `only`) with their winning row's event time and values, and
     the entities of `only` that have no row by the as-of time (to delete)."""
-    table = read_dataframe(spark, path, version)
-    deleted = table.select(*(quoted(k) for k in group.keys)).limit(0)
+    table = DELTA.read_version(spark, path, version)
+    deleted = table.select(*(quote_identifier(k) for k in group.keys)).limit(0)
     if only is None:
         entities = _entities(table, group, timestamp, as_of)
     else:  # the changed entities: found once, held in memory for the spine and the deletions
@@ -155,8 +155,10 @@ def group_values(
     spec = group.as_of_table(path, version, timestamp)
     frame, _, _ = as_of_features(spark, spine, AS_OF, [spec], {group.name: version})
     schema = {f.name: f.dataType for f in frame.schema.fields}
-    values = [_plain(quoted(f), schema[f]) for f in group.features]
-    rows = frame.select(*(quoted(k) for k in group.keys), F.unix_micros(quoted(timestamp)).alias(EVENT_US), *values)
+    values = [_plain(f, schema[f]) for f in group.features]
+    rows = frame.select(
+        *(quote_identifier(k) for k in group.keys), F.unix_micros(quote_identifier(timestamp)).alias(EVENT_US), *values
+    )
     return Values(
         rows,
         deleted,
@@ -165,11 +167,12 @@ def group_values(
     )
 
 
-def _plain(column: str, data_type: T.DataType) -> Column:
+def _plain(name: str, data_type: T.DataType) -> Column:
     """Times as microseconds since the epoch, computed by Spark: no time zone on the way to Python."""
+    column = F.col(quote_identifier(name))
     if isinstance(data_type, T.TimestampType | T.TimestampNTZType):
-        return F.unix_micros(column).alias(column.strip("`"))
-    return F.col(column)
+        return F.unix_micros(column).alias(name)
+    return column
 
 
 # Types whose Python values a store keeps as they are; the others go through `encode` (times are already

@@ -26,11 +26,22 @@ from starlette.routing import Route
 
 from engine.config.online import parse_time
 from engine.errors import ConfigError, FeaturelakeError
+from engine.observability.metrics import SOURCE, MetricSpec
 from engine.online.lookup import PRESENT, LookupError_, OnlineClient
 from engine.online.store import OnlineStore
 
 log = logging.getLogger("featurelake.serve")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LATENCY = MetricSpec(
+    Histogram, "feature_request_seconds", "Time to answer a feature request", ("status",), LATENCY_BUCKETS
+)
+LOOKUPS = MetricSpec(Counter, "feature_lookups", "Entity-feature values looked up", ("group",))
+MISSES = MetricSpec(
+    Counter, "feature_misses", "Values not present (unknown entity, expired or null)", ("group", "status")
+)
+FRESHNESS = MetricSpec(
+    Gauge, "data_freshness_lag_seconds", "Lag of a group's materialized as-of time behind now", SOURCE
+)
 
 
 @dataclass(frozen=True)
@@ -46,27 +57,11 @@ class ServerMetrics:
     """The server's Prometheus metrics, in a registry of its own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.latency = Histogram(
-            "feature_request_seconds",
-            "Time to answer a feature request",
-            ["status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.lookups = Counter("feature_lookups", "Entity-feature values looked up", ["group"], registry=self.registry)
-        self.misses = Counter(
-            "feature_misses",
-            "Values not present (unknown entity, expired or null)",
-            ["group", "status"],
-            registry=self.registry,
-        )
-        self.freshness = Gauge(
-            "data_freshness_lag_seconds",
-            "Lag of a group's materialized as-of time behind now",
-            ["pipeline", "data_source"],
-            registry=self.registry,
-        )
+        self.registry = registry = CollectorRegistry()
+        self.latency = LATENCY.create(registry)
+        self.lookups = LOOKUPS.create(registry)
+        self.misses = MISSES.create(registry)
+        self.freshness = FRESHNESS.create(registry)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from engine.config.check_kinds import Evaluator
 from engine.config.pipeline import PipelineConfig
 from engine.config.quality import FileSourceConfig
 from engine.config.schema import FeaturelakeConfig
@@ -47,7 +48,7 @@ def _raw(spark: SparkSession, source: FileSourceConfig, stored: T.StructType) ->
                     f"column {i + 1} is {found!r}, the schema says {want!r}"
                 )
     fields = {f.name: f for f in stored.fields} | {f.name: f for f in declared.fields}
-    for check in (c for c in source.checks if c.kind == "schema"):
+    for check in (c for c in source.checks if c.check_kind.evaluator == Evaluator.SCHEMA):
         for column in check.columns:
             fields.setdefault(column, T.StructField(column, T.StringType()))
     return spark.createDataFrame([], T.StructType(list(fields.values())))
@@ -77,11 +78,12 @@ def _check_checks(prefix: str, source: FileSourceConfig, raw: DataFrame, sources
     name = source.name
     for j, check in enumerate(source.checks):
         key = f"{prefix}.checks[{j}]"
-        if check.kind != "schema":
+        evaluator = check.check_kind.evaluator
+        if evaluator != Evaluator.SCHEMA:
             _require(list(check.columns), raw.columns, f"{key}.columns", name)
-        if check.kind == "satisfies":
+        if check.predicate:
             _analysed(f"{key}.predicate", lambda c=check: raw.where(F.expr(c.predicate)))
-        if check.kind == "references":
+        if evaluator == Evaluator.REFERENCES:
             wanted = list(check.reference_columns or check.columns)
             _require(wanted, sources[check.reference].columns, f"{key}.reference_columns", check.reference)
 

@@ -17,8 +17,9 @@ from engine.experiments.models import check_model
 from engine.experiments.runner import start_ray, stop_ray
 from engine.experiments.sweep import SweepResult, VariantData, run_sweep
 from engine.experiments.variants import VariantPlan, plan_variants
+from engine.features.functions import AGGREGATIONS
 from engine.features.table import range_filters
-from engine.sinks.delta import write_delta
+from engine.sinks.sink import DELTA
 
 log = logging.getLogger("engine.pipeline")
 
@@ -30,6 +31,9 @@ def check_experiment(cfg: FeaturelakeConfig) -> list[VariantPlan]:
         return []
     for model in cfg.experiment.models:
         check_model(model.name, dict(model.params), cfg.experiment.metric, cfg.experiment.search)
+    for variant in cfg.experiment.variants:
+        for name in variant.aggregations:
+            AGGREGATIONS.get(name, f"experiment.variants.{variant.name}.aggregations")
     joins = list(cfg.pipeline.joins) if cfg.pipeline is not None else []
     return plan_variants(list(cfg.experiment.variants), cfg.features, joins)
 
@@ -37,6 +41,7 @@ def check_experiment(cfg: FeaturelakeConfig) -> list[VariantPlan]:
 def compute_variants(
     spark: SparkSession,
     cfg: FeaturelakeConfig,
+    plans: list[VariantPlan],
     base: TableVersion,
     compute: Callable[[VariantPlan], DataFrame] | None,
     commit_info: Mapping[str, str],
@@ -48,9 +53,8 @@ def compute_variants(
     is skipped by Delta before anything is computed. Without `compute` (a stale source) nothing is computed, and
     the trials of a variant the base version cannot serve fail with the columns it lacks.
     """
-    plans = check_experiment(cfg)
     rows = range_filters(cfg.features)  # a ranged run scores every variant on its range only
-    columns = spark.read.format("delta").option("versionAsOf", base.version).load(base.path).columns
+    columns = DELTA.read_version(spark, base.path, base.version).columns
     data: dict[str, VariantData] = {}
     computed: dict[str, TableVersion] = {}
     for plan in plans:
@@ -72,7 +76,7 @@ def compute_variants(
                 schema_policy=SchemaPolicy.REPLACE,
                 merge_keys=[],
             )
-            commit = write_delta(compute(plan), sink, commit_info, {**identity, "variant": plan.key})
+            commit = DELTA.write(compute(plan), sink, commit_info, {**identity, "variant": plan.key})
             computed[plan.key] = TableVersion(str(Path(commit.path).resolve()), commit.version)
         data[plan.name] = VariantData(computed[plan.key], plan.features, rows)
     return data
@@ -121,9 +125,3 @@ def servable_variants(plans: list[VariantPlan], table: TableVersion, columns: li
         else:
             data[plan.name] = VariantData(table, plan.features)
     return data
-
-
-def sweep_record(sweep: SweepResult) -> dict:
-    """The sweep as the run record keeps it: its MLflow run and the leaderboard rows."""
-    rows = sweep.leaderboard.astype(object).where(sweep.leaderboard.notna(), None).to_dict(orient="records")
-    return {"run_id": sweep.run_id, "metric": sweep.metric, "best_model": sweep.model_uri, "leaderboard": rows}

@@ -15,7 +15,6 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -29,30 +28,36 @@ from engine.experiments.variants import VariantPlan, joined_names
 from engine.features.catalog import feature_schema
 from engine.features.enrich import join_as_of
 from engine.features.events import LABEL, with_event_columns
-from engine.features.table import PARTITION_COLUMN, feature_names, feature_table, replace_range
+from engine.features.table import PARTITION_COLUMN, compile_features, feature_names, feature_table, range_filters
 from engine.observability.events import emit
 from engine.pipeline.declaration import check_declaration
 from engine.pipeline.experiment import (
     SweepInputs,
     check_experiment,
     compute_variants,
-    sweep_record,
     sweep_variants,
     variants_while_ray_starts,
 )
-from engine.pipeline.quality import Published, as_of_time, blocking_message, publish_to_run, write_quarantine
-from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
+from engine.pipeline.quality import (
+    Published,
+    as_of_time,
+    halt,
+    halting,
+    publish_to_run,
+    published_record,
+    write_quarantine,
+)
+from engine.pipeline.recording import commit_recorded, sweep_recorded
+from engine.pipeline.runner import PREPARED, Job, Recorded, RunContext, Stage
 from engine.quality.drift import feature_drift
 from engine.quality.gates import gates
-from engine.quality.inputs import SourceData
 from engine.quality.states import Outcome
 from engine.quality.validation import Validated, validate
 from engine.quality.verify import ValidationReport
-from engine.resilience.retry import read_resiliently
-from engine.runtime.row_groups import RowGroups
-from engine.sinks.delta import Commit, latest_version, write_delta
-from engine.sources.files import fingerprint, locate, read_source
-from engine.tracking.mlflow_runs import log_delta_input, write_json
+from engine.runtime.datasets import SourceData, StoredGroups
+from engine.sinks.delta import Commit
+from engine.sinks.sink import DELTA
+from engine.sources.files import fingerprint, locate, read_source_resiliently
 
 log = logging.getLogger("engine.pipeline")
 
@@ -62,6 +67,7 @@ class Located:
     """The pipeline with each source where Spark reads it (fetched or extracted into the staging folder)."""
 
     pipeline: PipelineConfig
+    variants: list[VariantPlan]
 
     def fingerprint(self) -> dict[str, str]:
         """Each source's content fingerprint: part of a write's identity."""
@@ -69,15 +75,16 @@ class Located:
 
 
 def prepare(cfg: FeaturelakeConfig) -> Located:
-    """Before Spark: a pipeline is selected, the experiment compiles, and every source exists (remote
-    files fetched, archives extracted)."""
+    """Before Spark: a pipeline is selected, the features and the experiment compile, and every source
+    exists (remote files fetched, archives extracted)."""
     if cfg.pipeline is None:
         raise ConfigError("pipeline: no pipeline selected (pipeline=<name>)")
-    check_experiment(cfg)
+    compile_features(cfg.features)
+    variants = check_experiment(cfg)
     pipeline = cfg.pipeline
     staging = Path(pipeline.staging_dir)
     sources = [locate(s, staging, cfg.resilience, task=f"{cfg.job.name}-{pipeline.name}") for s in pipeline.sources]
-    return Located(replace(pipeline, sources=sources))
+    return Located(replace(pipeline, sources=sources), variants)
 
 
 def check(ctx: RunContext, located: Located) -> dict[str, T.StructType]:
@@ -91,12 +98,8 @@ def read(ctx: RunContext, located: Located, stored: dict[str, T.StructType]) -> 
     days = list(located.pipeline.days)
     data = {}
     for source in located.pipeline.sources:
-        data[source.name] = read_resiliently(
-            lambda s=source: read_source(ctx.spark, s, days, allow_empty=False, stored=stored[s.name]),
-            source=source.name,
-            cfg=ctx.cfg.resilience,
-        )
-        mlflow.log_metric(f"rows_read_{source.name}", data[source.name].rows)
+        options = {"allow_empty": False, "stored": stored[source.name]}
+        data[source.name] = read_source_resiliently(ctx.spark, source, ctx.cfg.resilience, days=days, **options)
     return data
 
 
@@ -119,13 +122,8 @@ def verify(ctx: RunContext, located: Located, sources: dict[str, SourceData]) ->
 
 
 def gate(ctx: RunContext, validated: list[Validated]) -> ValidationReport:
-    """The merged report; a halting check publishes it and stops the run before any write."""
-    report = reduce(ValidationReport.merge, [v.report for v in validated])
-    if report.outcome == Outcome.HALT:
-        published = publish_report(ctx, report)
-        mlflow.set_tag("status", "validation_failed")
-        raise ValidationFailed(blocking_message(published, "nothing was written"))
-    return report
+    """The sources' reports merged; a halting one is published and halts the run before any write."""
+    return reduce(ValidationReport.merge, [v.report for v in validated])
 
 
 def quarantine(ctx: RunContext, validated: list[Validated]) -> Commit | None:
@@ -137,7 +135,7 @@ def build_features(
     pipeline: PipelineConfig,
     features: FeaturesConfig,
     joins: list[JoinConfig] | tuple[JoinConfig, ...] | None = None,
-    stored: RowGroups | None = None,
+    stored: StoredGroups | None = None,
 ) -> DataFrame:
     """The feature table: one row per driving row with its keys, carried columns, label, windowed
     features and joined columns; for snapshots, one row per entity per period with its keys and time."""
@@ -161,48 +159,61 @@ def _passed(located: Located, validated: list[Validated]) -> dict[str, DataFrame
     return {s.name: v.passed for s, v in zip(located.pipeline.sources, validated, strict=True)}
 
 
-def _stored_events(pipeline: PipelineConfig, sources: Mapping[str, SourceData]) -> RowGroups | None:
+def _stored_events(pipeline: PipelineConfig, sources: Mapping[str, SourceData]) -> StoredGroups | None:
     """The driving source's stored row groups, less the columns its event columns redefine: the plan
     chooser samples them for the columns they still hold as the events have them."""
     groups = sources[pipeline.driving.name].row_groups
     return None if groups is None else replace(groups, columns=groups.columns - set(pipeline.driving.columns))
 
 
+@dataclass(frozen=True)
+class Planned:
+    """The feature table's plan and its schema (every feature's name, type, description, keys, TTL)."""
+
+    table: DataFrame
+    schema: dict
+
+    @property
+    def features(self) -> list[str]:
+        return [f["name"] for f in self.schema["features"]]
+
+
 def plan_features(
     ctx: RunContext, located: Located, validated: list[Validated], sources: Mapping[str, SourceData]
-) -> DataFrame:
-    """The feature table's plan, and its schema recorded (run record, MLflow, a JSON beside the records)."""
+) -> Planned:
+    """The feature table's plan and its schema."""
     pipeline = located.pipeline
     stored = _stored_events(pipeline, sources)
     table = build_features(_passed(located, validated), pipeline, ctx.cfg.features, stored=stored)
     label = LABEL if pipeline.label else None
-    schema = feature_schema(table, ctx.cfg.features, list(pipeline.entity.keys), label, pipeline.joins)
-    ctx.record.feature_schema = schema
-    mlflow.log_dict(schema, "feature_schema.json")
-    write_json(Path(ctx.cfg.job.run_record_dir) / f"{pipeline.name}-feature_schema.json", schema)
-    return table
+    return Planned(table, feature_schema(table, ctx.cfg.features, list(pipeline.entity.keys), label, pipeline.joins))
 
 
-def _feature_names(ctx: RunContext) -> list[str]:
-    """The features of the table this run plans, from the feature schema `plan_features` recorded."""
-    return [f["name"] for f in (ctx.record.feature_schema or {}).get("features", [])]
+def _schema_recorded(cfg: FeaturelakeConfig, planned: Planned) -> Recorded:
+    """The feature schema in the run record, in MLflow and as a JSON beside the run records."""
+    name = f"{cfg.pipeline.name}-feature_schema.json"
+    return Recorded(
+        record={"feature_schema": planned.schema},
+        artifacts={"feature_schema.json": planned.schema},
+        files={name: planned.schema},
+    )
 
 
 def _identity(cfg: FeaturelakeConfig, located: Located, **more: object) -> dict[str, object]:
     return {"job": cfg.job.name, "pipeline": located.pipeline.name, "inputs": located.fingerprint(), **more}
 
 
-def compute_write(ctx: RunContext, table: DataFrame, located: Located) -> Commit:
-    """Compute the features while writing them as one Delta commit; log the version to MLflow.
+def compute_write(ctx: RunContext, planned: Planned, located: Located) -> Commit:
+    """Compute the features while writing them as one Delta commit.
 
     The write's identity is the pipeline, its config, its inputs' content and its range, so a repeat of
     the same run is recognised by Delta and adds nothing.
     """
     cfg = ctx.cfg
-    rewrite = replace_range(cfg.features)
+    rewrite = range_filters(cfg.features)
     identity = _identity(cfg, located, config_hash=ctx.commit_info["config_hash"], range=rewrite)
-    commit = write_delta(table, cfg.sink, ctx.commit_info, identity, replace_where=rewrite)
-    features = _feature_names(ctx)
+    commit = DELTA.write(planned.table, cfg.sink, ctx.commit_info, identity, replace_where=rewrite)
+    features = planned.features
     emit(
         "feature_computed",
         f"{len(features)} features for {commit.rows_written:,} rows of {cfg.sink.path}",
@@ -212,19 +223,14 @@ def compute_write(ctx: RunContext, table: DataFrame, located: Located) -> Commit
         features=len(features),
         version=commit.version,
     )
-    _log_commit(ctx, commit)
     return commit
 
 
-def _log_commit(ctx: RunContext, commit: Commit) -> None:
-    path = str(Path(commit.path).resolve())
-    ctx.record.delta = asdict(commit)
-    mlflow.log_params({"delta_path": path, "delta_version": commit.version})
-    mlflow.log_metrics({"rows_written": commit.rows_written, "delta_version": commit.version})
-    log_delta_input(path, commit.version, f"{ctx.cfg.pipeline.name}_features", "features")
+def _commit_recorded(cfg: FeaturelakeConfig, commit: Commit) -> Recorded:
+    return commit_recorded(commit, f"{cfg.pipeline.name}_features")
 
 
-def ml_checks(ctx: RunContext, report: ValidationReport, commit: Commit) -> ValidationReport:
+def ml_checks(ctx: RunContext, report: ValidationReport, commit: Commit, planned: Planned) -> ValidationReport:
     """Drift of the version just written against the one before it (the run's range only).
 
     ML checks warn, so they run on the committed versions: both are cheap Parquet reads, where
@@ -235,12 +241,10 @@ def ml_checks(ctx: RunContext, report: ValidationReport, commit: Commit) -> Vali
         return report
 
     def version(number: int) -> DataFrame:
-        df = ctx.spark.read.format("delta").option("versionAsOf", number).load(commit.path)
-        rewrite = replace_range(cfg.features)
-        return df.where(rewrite) if rewrite else df
+        return DELTA.read_version(ctx.spark, commit.path, number, where=range_filters(cfg.features))
 
     previous = version(commit.version - 1)
-    names = [f for f in _feature_names(ctx) if f not in cfg.quality.drift.exclude and f in previous.columns]
+    names = [f for f in planned.features if f not in cfg.quality.drift.exclude and f in previous.columns]
     rows = commit.rows_written or None
     label = LABEL if cfg.pipeline.label else None
     drift = feature_drift(version(commit.version), previous, names, cfg.quality.drift, label=label, rows=rows)
@@ -255,14 +259,17 @@ def serve_cached(ctx: RunContext, report: ValidationReport) -> Commit:
     """The feature table's last good version, served instead of computing on stale data."""
     path = ctx.cfg.sink.path
     stale = ", ".join(c.name for c in gates(report).stale)
-    version = latest_version(ctx.spark, path)
+    version = DELTA.latest_version(ctx.spark, path)
     if version is None:
         raise ValidationFailed(f"stale source ({stale}) and no earlier feature version at {path} to serve")
     log.warning("stale source (%s): serving %s version %d instead of computing features", stale, path, version)
-    mlflow.set_tag("served_cached_features", f"{path}@{version}")
-    commit = Commit(path, version, 0, skipped=True)
-    ctx.record.delta = asdict(commit)
-    return commit
+    return Commit(path, version, 0, skipped=True)
+
+
+def _served_recorded(_: FeaturelakeConfig, commit: Commit) -> Recorded:
+    return Recorded(
+        record={"delta": asdict(commit)}, tags={"served_cached_features": f"{commit.path}@{commit.version}"}
+    )
 
 
 def variant_features(
@@ -281,14 +288,15 @@ def variant_features(
 
     fresh = report.outcome != Outcome.USE_CACHED_FEATURES
     return variants_while_ray_starts(
-        cfg, lambda: compute_variants(ctx.spark, cfg, base, compute if fresh else None, ctx.commit_info, identity)
+        cfg,
+        lambda: compute_variants(
+            ctx.spark, cfg, located.variants, base, compute if fresh else None, ctx.commit_info, identity
+        ),
     )
 
 
 def experiment(ctx: RunContext, inputs: SweepInputs) -> SweepResult:
-    sweep = sweep_variants(ctx.cfg, inputs)
-    ctx.record.experiment = sweep_record(sweep)
-    return sweep
+    return sweep_variants(ctx.cfg, inputs)
 
 
 def _fresh(_: FeaturelakeConfig, values: Mapping[str, Any]) -> bool:
@@ -314,15 +322,39 @@ FEATURES = Job(
     label=lambda cfg: cfg.pipeline.name if cfg.pipeline is not None else cfg.job.name,
     stages=(
         Stage("check", check, (PREPARED,), "stored_schemas"),
-        Stage("read", read, (PREPARED, "stored_schemas"), "sources", rows=lambda s: sum(d.rows for d in s.values())),
+        Stage(
+            "read",
+            read,
+            (PREPARED, "stored_schemas"),
+            "sources",
+            rows=lambda s: sum(d.rows for d in s.values()),
+            records=lambda _, s: Recorded(metrics={f"rows_read_{n}": d.rows for n, d in s.items()}),
+        ),
         Stage("verify", verify, (PREPARED, "sources"), "validated"),
         Stage("gate", gate, ("validated",), "report"),
+        Stage("publish_halted", publish_report, ("report",), "published", when=halting, records=published_record),
+        Stage("halt", halt, ("published",), when=halting),
         Stage("quarantine", quarantine, ("validated",), "quarantine"),
-        Stage("plan_features", plan_features, (PREPARED, "validated", "sources"), "table", when=_fresh),
-        Stage("compute_write", compute_write, ("table", PREPARED), "commit", when=_fresh, rows=_rows_written),
-        Stage("ml_checks", ml_checks, ("report", "commit"), "report", when=_fresh),
-        Stage("publish", publish_report, ("report",), "published"),
-        Stage("serve_cached", serve_cached, ("report",), "commit", when=_stale),
+        Stage(
+            "plan_features",
+            plan_features,
+            (PREPARED, "validated", "sources"),
+            "planned",
+            when=_fresh,
+            records=_schema_recorded,
+        ),
+        Stage(
+            "compute_write",
+            compute_write,
+            ("planned", PREPARED),
+            "commit",
+            when=_fresh,
+            rows=_rows_written,
+            records=_commit_recorded,
+        ),
+        Stage("ml_checks", ml_checks, ("report", "commit", "planned"), "report", when=_fresh),
+        Stage("publish", publish_report, ("report",), "published", records=published_record),
+        Stage("serve_cached", serve_cached, ("report",), "commit", when=_stale, records=_served_recorded),
         Stage(
             "variant_features",
             variant_features,
@@ -330,6 +362,14 @@ FEATURES = Job(
             "variants",
             when=_experiment,
         ),
-        Stage("experiment", experiment, ("variants",), "sweep", when=_experiment, rows=lambda s: len(s.results)),
+        Stage(
+            "experiment",
+            experiment,
+            ("variants",),
+            "sweep",
+            when=_experiment,
+            rows=lambda s: len(s.results),
+            records=lambda _, sweep: sweep_recorded(sweep),
+        ),
     ),
 )

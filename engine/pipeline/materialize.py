@@ -12,16 +12,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
-
 from engine.config.online import MaterializeConfig, parse_time
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError
 from engine.online.groups import OnlineGroup, online_groups
 from engine.online.materialize import Written, materialize_group
 from engine.online.store import OnlineStore, open_store
-from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
-from engine.tracking.mlflow_runs import log_delta_input
+from engine.pipeline.runner import PREPARED, DeltaInput, Job, Recorded, RunContext, Stage
 from engine.versioning.refs import missing_local_table, resolve_version, version_at, version_range
 
 
@@ -52,8 +49,18 @@ def prepare(cfg: FeaturelakeConfig) -> Plan:
     return Plan(spec.table, cfg.pipeline.entity.timestamp, groups, as_of, spec, store)
 
 
-def pin(ctx: RunContext, plan: Plan) -> int:
-    """The version to serve, logged as the run's input."""
+@dataclass(frozen=True)
+class Served:
+    """The table version served, as of when, to which store."""
+
+    table: str
+    version: int
+    as_of: datetime
+    store: str
+
+
+def pin(ctx: RunContext, plan: Plan) -> Served:
+    """The version to serve."""
     spec = plan.spec
     if spec.timestamp:
         version = version_at(ctx.spark, plan.table, parse_time(spec.timestamp, "materialize.timestamp"))
@@ -61,14 +68,27 @@ def pin(ctx: RunContext, plan: Plan) -> int:
         version = version_range(ctx.spark, plan.table)[1]
     else:
         version = resolve_version(ctx.spark, plan.table, spec.version)
-    log_delta_input(str(Path(plan.table).resolve()), version, "features", "online")
-    mlflow.log_params({"as_of": plan.as_of.isoformat(), "delta_version": version, "store": ctx.cfg.online.store})
-    return version
+    return Served(str(Path(plan.table).resolve()), version, plan.as_of, ctx.cfg.online.store)
 
 
-def write(ctx: RunContext, plan: Plan, version: int) -> list[Written]:
+def _served_recorded(_: FeaturelakeConfig, served: Served) -> Recorded:
+    """The version served, as the run's input and params."""
+    return Recorded(
+        params={"as_of": served.as_of.isoformat(), "delta_version": served.version, "store": served.store},
+        inputs=(DeltaInput(served.table, served.version, "features", "online"),),
+    )
+
+
+def _written_recorded(_: FeaturelakeConfig, done: list[Written]) -> Recorded:
+    return Recorded(
+        record={"result": {"online": [asdict(w) for w in done]}},
+        metrics={"entities_written": sum(w.rows_written for w in done), "groups": len(done)},
+    )
+
+
+def write(ctx: RunContext, plan: Plan, served: Served) -> list[Written]:
     """Each group in turn: its values (all, or the changed entities') and its state, in one store write."""
-    table = str(Path(plan.table).resolve())
+    table, version = served.table, served.version
     try:
         done = [
             materialize_group(ctx.spark, plan.store, table, version, group, plan.timestamp, plan.as_of, plan.spec.full)
@@ -76,8 +96,6 @@ def write(ctx: RunContext, plan: Plan, version: int) -> list[Written]:
         ]
     finally:
         plan.store.close()
-    mlflow.log_metrics({"entities_written": sum(w.rows_written for w in done), "groups": len(done)})
-    ctx.record.result = {"online": [asdict(w) for w in done]}
     return done
 
 
@@ -85,7 +103,14 @@ MATERIALIZE = Job(
     name="materialize",
     prepare=prepare,
     stages=(
-        Stage("pin", pin, (PREPARED,), "version"),
-        Stage("write", write, (PREPARED, "version"), "written", rows=lambda w: sum(g.rows_written for g in w)),
+        Stage("pin", pin, (PREPARED,), "served", records=_served_recorded),
+        Stage(
+            "write",
+            write,
+            (PREPARED, "served"),
+            "written",
+            rows=lambda w: sum(g.rows_written for g in w),
+            records=_written_recorded,
+        ),
     ),
 )

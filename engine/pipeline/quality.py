@@ -1,5 +1,6 @@
-"""The quality stage's edges, shared by every job: the as-of time, quarantine writes, and publishing
-the report (anomalies against the metrics history, the metrics append, JSON and HTML, MLflow)."""
+"""The quality stage's edges, shared by every job: the as-of time, quarantine writes, publishing the report
+(anomalies against the metrics history, the metrics append, JSON and HTML) and what the run records of it,
+and the halt gate."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
 
-import mlflow
 from pyspark.sql import DataFrame, SparkSession
 
 from engine.config.quality import GateAction, QualityConfig
 from engine.config.schema import SinkConfig, SinkMode
-from engine.pipeline.runner import RunContext
+from engine.errors import ValidationFailed
+from engine.pipeline.runner import Recorded, RunContext
 from engine.quality.events import announce
 from engine.quality.history import anomalies, metric_history, metric_rows, metrics_frame
 from engine.quality.report import write_reports
 from engine.quality.states import Outcome
 from engine.quality.validation import Validated
 from engine.quality.verify import ValidationReport
-from engine.sinks.delta import Commit, write_delta
+from engine.sinks.delta import Commit
+from engine.sinks.sink import DELTA
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def write_quarantine(
         return None
     rows: DataFrame = reduce(DataFrame.unionByName, frames)
     sink = SinkConfig(path=cfg.quarantine_path, mode=SinkMode.APPEND)
-    return write_delta(rows, sink, commit_info, {"quarantine_of_run": run_id})
+    return DELTA.write(rows, sink, commit_info, {"quarantine_of_run": run_id})
 
 
 def publish(
@@ -71,28 +73,42 @@ def publish(
         + anomalies(spark, current, metric_history(spark, cfg.metrics_path, run_id), cfg.anomaly),
     )
     metrics_sink = SinkConfig(path=cfg.metrics_path, mode=SinkMode.APPEND)
-    write_delta(metrics_frame(spark, current), metrics_sink, commit_info, {"metrics_of_run": run_id})
+    DELTA.write(metrics_frame(spark, current), metrics_sink, commit_info, {"metrics_of_run": run_id})
     json_path, html_path = write_reports(report, Path(cfg.report_dir), stem, f"featurelake validation: {stem}")
-    mlflow.log_artifact(str(json_path), artifact_path="validation")
-    mlflow.log_artifact(str(html_path), artifact_path="validation")
-    failed = report.failed
-    mlflow.log_metrics(
-        {
+    return Published(report, json_path, html_path)
+
+
+def publish_to_run(ctx: RunContext, report: ValidationReport, stem: str) -> Published:
+    return publish(ctx.spark, report, ctx.cfg.quality, ctx.commit_info, stem)
+
+
+def published_record(_: object, published: Published) -> Recorded:
+    """The report in the run record with the paths of its JSON and HTML, both logged, and its counts as metrics."""
+    report, failed = published.report, published.report.failed
+    return Recorded(
+        record={
+            "validation_report": report.to_dict(),
+            "reports": {"json": str(published.json_path), "html": str(published.html_path)},
+        },
+        metrics={
             "checks_passed": len(report.checks) - len(failed),
             "checks_failed": len(failed),
             "rows_quarantined": sum(report.quarantined.values()),
             "rows_malformed": sum(report.malformed.values()),
             "anomalies": len(report.anomalies),
-            "features_drifted": sum(1 for d in report.drift if d["drifted"]),
+            "features_drifted": sum(1 for d in report.drift if d.drifted),
             "served_cached_features": int(report.outcome == Outcome.USE_CACHED_FEATURES),
-        }
+        },
+        artifact_files={str(published.json_path): "validation", str(published.html_path): "validation"},
     )
-    return Published(report, json_path, html_path)
 
 
-def publish_to_run(ctx: RunContext, report: ValidationReport, stem: str) -> Published:
-    """Publish the report and put it, with the paths of its JSON and HTML, in the run record."""
-    published = publish(ctx.spark, report, ctx.cfg.quality, ctx.commit_info, stem)
-    ctx.record.validation_report = published.report.to_dict()
-    ctx.record.reports = {"json": str(published.json_path), "html": str(published.html_path)}
-    return published
+def halt(_: RunContext, published: Published) -> None:
+    """The halt gate: a run whose report halts stops here, after its report is published, before any write."""
+    if published.report.outcome == Outcome.HALT:
+        raise ValidationFailed(blocking_message(published, "nothing was written"))
+
+
+def halting(_: object, values: dict) -> bool:
+    """`Stage.when` of the stages that publish and halt a report that halts (values["report"])."""
+    return values["report"].outcome == Outcome.HALT

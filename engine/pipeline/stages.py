@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from engine.observability.tracing import span
@@ -47,6 +47,3 @@ class StageLog:
         read = f", Spark read {stage.bytes_read / 2**20:,.1f} MiB" if stage.bytes_read else ""
         log.info("stage %s done in %.1f s%s%s", name, stage.seconds, counted, read)
         return result
-
-    def to_list(self) -> list[dict]:
-        return [asdict(r) for r in self.runs]

@@ -18,12 +18,11 @@ from engine.config.quality import CheckConfig, SuggestConfig
 from engine.config.schema import FeaturelakeConfig
 from engine.errors import ConfigError
 from engine.pipeline.quality import as_of_time
-from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
-from engine.quality.inputs import SourceData
+from engine.pipeline.runner import PREPARED, Job, Recorded, RunContext, Stage
 from engine.quality.profile import ColumnProfile, Suggestion, baseline, run_suggestions
 from engine.quality.verify import verify
-from engine.resilience.retry import read_resiliently
-from engine.sources.files import check_source, read_source
+from engine.runtime.datasets import SourceData
+from engine.sources.files import check_source, read_source_resiliently
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def prepare(cfg: FeaturelakeConfig) -> SuggestConfig:
 
 def read(ctx: RunContext, spec: SuggestConfig) -> SourceData:
     source = spec.source
-    return read_resiliently(lambda: read_source(ctx.spark, source), source=source.name, cfg=ctx.cfg.resilience)
+    return read_source_resiliently(ctx.spark, source, ctx.cfg.resilience)
 
 
 def profile_source(ctx: RunContext, spec: SuggestConfig, source: SourceData) -> Suggested:
@@ -64,11 +63,18 @@ def profile_source(ctx: RunContext, spec: SuggestConfig, source: SourceData) -> 
     )
     failed = {c.name for c in report.failed}
     kept = [c for name, c in proposed.items() if name not in failed]
-    ctx.record.result = {"suggested": len(suggestions), "left_out": sorted(failed)}
     return Suggested(rows, profiles, suggestions, kept, sorted(failed))
 
 
-def write_checks(ctx: RunContext, spec: SuggestConfig, suggested: Suggested) -> Path:
+@dataclass(frozen=True)
+class ChecksFile:
+    """The checks YAML written, and what it holds."""
+
+    path: Path
+    suggested: Suggested
+
+
+def write_checks(ctx: RunContext, spec: SuggestConfig, suggested: Suggested) -> ChecksFile:
     """`{source, checks}` as YAML, written atomically."""
     path = Path(spec.output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,13 +85,18 @@ def write_checks(ctx: RunContext, spec: SuggestConfig, suggested: Suggested) -> 
         + yaml.safe_dump(content, sort_keys=False, width=120)
     )
     partial.replace(path)
-    ctx.record.result = {
-        "checks_file": str(path),
+    return ChecksFile(path, suggested)
+
+
+def _written_recorded(_: FeaturelakeConfig, written: ChecksFile) -> Recorded:
+    suggested = written.suggested
+    result = {
+        "checks_file": str(written.path),
         "checks": len(suggested.checks),
         "deequ_suggestions": len(suggested.suggestions),
         "left_out": suggested.left_out,
     }
-    return path
+    return Recorded(record={"result": result})
 
 
 SUGGEST_CHECKS = Job(
@@ -95,6 +106,6 @@ SUGGEST_CHECKS = Job(
     stages=(
         Stage("read", read, (PREPARED,), "source", rows=lambda s: s.rows),
         Stage("profile", profile_source, (PREPARED, "source"), "suggested", rows=lambda s: s.rows),
-        Stage("write_checks", write_checks, (PREPARED, "suggested"), "path"),
+        Stage("write_checks", write_checks, (PREPARED, "suggested"), "written", records=_written_recorded),
     ),
 )

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import mlflow
-
 from engine.config.quality import FileSourceConfig, ValidateConfig, load_checks_file
 from engine.config.schema import FeaturelakeConfig, SinkConfig, SinkMode
-from engine.errors import ConfigError, ValidationFailed
-from engine.pipeline.quality import Published, as_of_time, blocking_message, publish_to_run, write_quarantine
-from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
-from engine.quality.inputs import SourceData
-from engine.quality.states import Outcome
+from engine.errors import ConfigError
+from engine.pipeline.quality import Published, as_of_time, halt, publish_to_run, published_record, write_quarantine
+from engine.pipeline.runner import PREPARED, Job, Recorded, RunContext, Stage
 from engine.quality.validation import Validated, validate
-from engine.resilience.retry import read_resiliently
-from engine.sinks.delta import Commit, write_delta
-from engine.sources.files import check_source, read_source
+from engine.runtime.datasets import SourceData
+from engine.sinks.delta import Commit
+from engine.sinks.sink import DELTA
+from engine.sources.files import check_source, read_source_resiliently
 
 
 def prepare(cfg: FeaturelakeConfig) -> ValidateConfig:
@@ -38,11 +35,7 @@ def prepare(cfg: FeaturelakeConfig) -> ValidateConfig:
 def _read(ctx: RunContext, source: FileSourceConfig) -> SourceData:
     """The source uncached: a Parquet or Delta source is counted from its footers and read only by the checks
     that need it (the sample's row groups, the full-data pass's columns)."""
-    return read_resiliently(
-        lambda: read_source(ctx.spark, source, allow_empty=source.allow_empty, cached=False),
-        source=source.name,
-        cfg=ctx.cfg.resilience,
-    )
+    return read_source_resiliently(ctx.spark, source, ctx.cfg.resilience, allow_empty=source.allow_empty, cached=False)
 
 
 def read(ctx: RunContext, spec: ValidateConfig) -> SourceData:
@@ -71,9 +64,7 @@ def publish_report(ctx: RunContext, spec: ValidateConfig, validated: Validated) 
 
 def gate(ctx: RunContext, validated: Validated, published: Published) -> Validated:
     """Stop the run before any write when a blocking check failed (the report is published)."""
-    if validated.report.outcome == Outcome.HALT:
-        mlflow.set_tag("status", "validation_failed")
-        raise ValidationFailed(blocking_message(published, "nothing was written"))
+    halt(ctx, published)
     return validated
 
 
@@ -85,7 +76,7 @@ def write(ctx: RunContext, spec: ValidateConfig, validated: Validated) -> Commit
     """The passed rows as a new version of `validate.output_path`."""
     sink = SinkConfig(path=spec.output_path, mode=SinkMode.OVERWRITE)
     identity = {"job": "validate", "source": spec.source.name, "run_id": ctx.run_id}
-    return write_delta(validated.passed, sink, ctx.commit_info, identity)
+    return DELTA.write(validated.passed, sink, ctx.commit_info, identity)
 
 
 VALIDATE = Job(
@@ -93,9 +84,16 @@ VALIDATE = Job(
     prepare=prepare,
     run_name=lambda _, spec: f"validate-{spec.source.name}",
     stages=(
-        Stage("read", read, (PREPARED,), "source", rows=lambda s: s.rows),
+        Stage(
+            "read",
+            read,
+            (PREPARED,),
+            "source",
+            rows=lambda s: s.rows,
+            records=lambda _, s: Recorded(metrics={f"rows_read_{s.name}": s.rows}),
+        ),
         Stage("verify", verify, (PREPARED, "source"), "validated"),
-        Stage("publish", publish_report, (PREPARED, "validated"), "published"),
+        Stage("publish", publish_report, (PREPARED, "validated"), "published", records=published_record),
         Stage("gate", gate, ("validated", "published"), "passed"),
         Stage("quarantine", quarantine, ("passed",), "quarantine"),
         Stage(

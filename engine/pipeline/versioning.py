@@ -10,18 +10,20 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import mlflow
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from engine.config.choices import one_of
+from engine.config.online import parse_time
 from engine.config.schema import FeaturelakeConfig
 from engine.config.training import VersionConfig
 from engine.errors import ConfigError
-from engine.pipeline.runner import PREPARED, Job, RunContext, Stage
+from engine.pipeline.runner import PREPARED, Job, Recorded, RunContext, Stage
 from engine.sinks.delta import history
+from engine.sinks.sink import DELTA
 from engine.versioning.diff import diff_versions
 from engine.versioning.maintenance import optimize, restore, vacuum
-from engine.versioning.refs import missing_local_table, read_dataframe, resolve_version, set_tag, tags, version_range
+from engine.versioning.refs import missing_local_table, resolve_version, set_tag, tags, version_at, version_range
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,16 @@ def _history(spark: SparkSession, job: VersionConfig) -> VersionResult:
 
 
 def _read(spark: SparkSession, job: VersionConfig) -> VersionResult:
-    version = resolve_version(spark, job.table, job.as_of) if job.as_of else None
-    df = read_dataframe(spark, job.table, version, job.timestamp)
+    """The first rows as of a version or tag, or a time (the newest version committed at or before it)."""
+    if job.as_of:
+        version: int | None = resolve_version(spark, job.table, job.as_of)
+    elif job.timestamp:
+        version = version_at(spark, job.table, parse_time(job.timestamp, "version.timestamp"))
+    else:
+        version = None
+    df = DELTA.read_version(spark, job.table, version)
     rows = df.limit(job.limit).collect()
-    at = f"version {version}" if version is not None else f"time {job.timestamp}" if job.timestamp else "latest"
+    at = "latest" if version is None else f"version {version}" + (f" (time {job.timestamp})" if job.timestamp else "")
     lines = [f"{job.table} as of {at}: {len(df.columns)} columns; first {len(rows)} rows:"]
     lines += ["  " + ", ".join(f"{k}={v}" for k, v in list(r.asDict().items())[:8]) for r in rows]
     return VersionResult("read", job.table, lines, {"version": version, "columns": df.columns, "rows_shown": len(rows)})
@@ -61,7 +69,7 @@ def _read(spark: SparkSession, job: VersionConfig) -> VersionResult:
 def _diff(spark: SparkSession, job: VersionConfig) -> VersionResult:
     old = resolve_version(spark, job.table, job.as_of)
     new = resolve_version(spark, job.table, job.other) if job.other else version_range(spark, job.table)[1]
-    result = diff_versions(read_dataframe(spark, job.table, old), read_dataframe(spark, job.table, new))
+    result = diff_versions(DELTA.read_version(spark, job.table, old), DELTA.read_version(spark, job.table, new))
     changed = result.changed_features
     lines = [
         f"rows: {result.rows[0]:,} (version {old}) -> {result.rows[1]:,} (version {new})",
@@ -117,8 +125,7 @@ def prepare(cfg: FeaturelakeConfig) -> VersionConfig:
     action without an implementation fails here."""
     if cfg.version is None:
         raise ConfigError("version: no versioning action selected (version=<action>)")
-    if cfg.version.action not in ACTIONS:
-        raise ConfigError(f"version.action: '{cfg.version.action}' is not one of {', '.join(ACTIONS)}")
+    one_of("version.action", cfg.version.action, ACTIONS)
     job = dataclasses.replace(
         cfg.version,
         table=cfg.version.table or cfg.sink.path,
@@ -131,15 +138,20 @@ def prepare(cfg: FeaturelakeConfig) -> VersionConfig:
 
 def run_action(ctx: RunContext, job: VersionConfig) -> VersionResult:
     """The selected action, from the table of actions; its facts go to MLflow and the run record."""
-    result = ACTIONS[job.action](ctx.spark, job, ctx.commit_info | {"action": job.action})
-    mlflow.log_dict(result.data, f"version_{job.action}.json")
-    ctx.record.result = {"action": result.action, "table": result.table}
-    return result
+    return ACTIONS[job.action](ctx.spark, job, ctx.commit_info | {"action": job.action})
+
+
+def _action_recorded(_: FeaturelakeConfig, result: VersionResult) -> Recorded:
+    """The action's facts: in MLflow as JSON, its name and table in the run record."""
+    return Recorded(
+        record={"result": {"action": result.action, "table": result.table}},
+        artifacts={f"version_{result.action}.json": result.data},
+    )
 
 
 VERSION = Job(
     name="version",
     prepare=prepare,
     run_name=lambda _, job: f"version-{job.action}",
-    stages=(Stage("action", run_action, (PREPARED,), "result"),),
+    stages=(Stage("action", run_action, (PREPARED,), "result", records=_action_recorded),),
 )

@@ -6,7 +6,7 @@ and those lose which metric belongs to which constraint. Deequ fuses the analyze
 into one scan (plus one grouping per uniqueness key).
 
 A check becomes one Deequ `Check` named after it, holding one constraint. Its assertion is a Python
-function, which Deequ calls back through py4j's callback server (see `stop_callbacks`).
+function, which Deequ calls back through py4j's callback server (`engine.runtime.py4j_bridge`).
 
 Deequ's semantics are kept per kind (docs/data-quality.md): ratios are taken over all rows; nulls
 comply with allowed values, ranges, non-negativity and `not_in_future`, not with a pattern; the
@@ -16,26 +16,24 @@ standard deviation is the population one; quantiles are approximate (relative ra
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from py4j.java_gateway import JavaObject, quiet_shutdown
-from pyspark.java_gateway import ensure_callback_server_started
+from py4j.java_gateway import JavaObject
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.quality import CheckConfig
 from engine.errors import CheckError
+from engine.runtime.py4j_bridge import ansi_off, start_callbacks
 
 if TYPE_CHECKING:  # pydeequ is imported where it runs: it reads SPARK_VERSION, which the session sets
     from pydeequ.checks import Check
 
 ERROR, WARNING = "Error", "Warning"
-# Freshness reads Deequ's maximum of the event time in epoch seconds: Deequ's Maximum takes numbers.
-_SECONDS = "__featurelake_seconds_{}"
+_PRECONDITIONS = {"number": "isNumeric", "string": "isString"}  # Deequ's column-type preconditions
 
 
 @dataclass(frozen=True)
@@ -48,143 +46,39 @@ class Evaluated:
     message: str
 
 
-def quote(column: str) -> str:
-    return "`" + column.replace("`", "``") + "`"
-
-
-def _literal(value: str) -> str:
-    """A SQL string literal, quoted as Deequ's isContainedIn quotes allowed values (a quote escaped)."""
-    return "'" + value.replace("'", "\\'") + "'"
-
-
 def row_condition(check: CheckConfig, as_of: datetime) -> str | None:
-    """The SQL predicate Deequ checks row by row for this check (None for a pattern and aggregate kinds).
+    """The SQL predicate Deequ checks row by row for this check (None for a kind that is not row-level).
 
     The same text goes to Deequ's Compliance constraint and to quarantine, so they never disagree."""
-    if check.kind == "completeness":
-        return " AND ".join(f"{quote(c)} IS NOT NULL" for c in check.columns)
-    if check.kind == "satisfies":
-        return check.predicate
-    if not check.columns:
-        return None
-    column = quote(check.columns[0])
-    if check.kind == "allowed_values":
-        return f"{column} IS NULL OR {column} IN ({', '.join(_literal(v) for v in check.values)})"
-    if check.kind == "range":
-        bounds = [f"{column} >= {check.min!r}"] if check.min is not None else []
-        bounds += [f"{column} <= {check.max!r}"] if check.max is not None else []
-        return f"{column} IS NULL OR ({' AND '.join(bounds)})"
-    if check.kind == "non_negative":
-        return f"COALESCE(CAST({column} AS DOUBLE), 0.0) >= 0"  # Deequ's isNonNegative
-    if check.kind == "not_in_future":
-        return f"{column} IS NULL OR {column} <= TIMESTAMP {_literal(as_of.isoformat(sep=' '))}"
-    return None
+    condition = check.check_kind.row_condition
+    return None if condition is None else condition(check, as_of)
 
 
 def row_predicate(check: CheckConfig, as_of: datetime) -> Column:
     """True where a row complies with a row-level check, exactly as Deequ counts it (null is false)."""
-    if check.kind == "pattern":
-        matched = F.regexp_extract(F.col(check.columns[0]), check.pattern, 0) != F.lit("")
-        return F.coalesce(matched, F.lit(False))
     condition = row_condition(check, as_of)
     if condition is None:
         raise ValueError(f"{check.kind} is not a row-level check")
     return F.coalesce(F.expr(condition), F.lit(False))
 
 
-def seconds_column(check: CheckConfig) -> str:
-    return _SECONDS.format(check.columns[0])
-
-
-def with_seconds(df: DataFrame, checks: list[CheckConfig]) -> DataFrame:
-    """`df` with each freshness column's time in epoch seconds, for Deequ's Maximum (same scan)."""
-    for check in (c for c in checks if c.kind == "freshness"):
-        name = seconds_column(check)
-        if name not in df.columns:
-            df = df.withColumn(name, F.unix_micros(F.col(check.columns[0]).cast("timestamp")) / 1e6)
+def with_derived(df: DataFrame, checks: list[CheckConfig]) -> DataFrame:
+    """`df` with the columns the checks' constraints read (a freshness check's time in epoch seconds), in
+    the same scan."""
+    for check in checks:
+        derive = check.check_kind.derived
+        name, expression = derive(check) if derive is not None else (None, "")
+        if name is not None and name not in df.columns:
+            df = df.withColumn(name, F.expr(expression))
     return df
 
 
-def _within(low: float | None, high: float | None) -> Callable[[float], bool]:
-    return lambda value: (low is None or value >= low) and (high is None or value <= high)
-
-
-def _at_least(threshold: float) -> Callable[[float], bool]:
-    return lambda value: value >= threshold
-
-
 def add_constraint(check: Check, spec: CheckConfig, as_of: datetime) -> Check:
-    """Add the Deequ constraint of `spec` to a pydeequ Check (all kinds but schema and references)."""
-    column = spec.columns[0] if spec.columns else ""
-    at_least = _at_least(spec.threshold)
-    within = _within(spec.min, spec.max)
-    if spec.kind == "completeness" and len(spec.columns) == 1:
-        return check.hasCompleteness(column, at_least)
-    if spec.kind == "completeness":
-        return check.haveCompleteness(list(spec.columns), at_least)
-    if spec.kind == "unique":
-        return check.hasUniqueness(list(spec.columns), at_least)
-    if spec.kind == "allowed_values":
-        return check.isContainedIn(column, list(spec.values), at_least)
-    if spec.kind == "non_negative":
-        return check.isNonNegative(column, at_least)
-    if spec.kind == "pattern":
-        return check.hasPattern(column, spec.pattern, at_least, name=spec.name)
-    if spec.kind in ("range", "satisfies", "not_in_future"):
-        return check.satisfies(row_condition(spec, as_of), spec.name, at_least)
-    if spec.kind == "mean":
-        return check.hasMean(column, within)
-    if spec.kind == "stddev":
-        return check.hasStandardDeviation(column, within)
-    if spec.kind == "quantile":
-        return check.hasApproxQuantile(column, spec.quantile, within)
-    if spec.kind == "size":
-        return check.hasSize(within)
-    if spec.kind == "freshness":
-        newest_allowed = as_of_seconds(as_of) - spec.max_lag_seconds
-        return check.hasMax(seconds_column(spec), lambda newest: newest >= newest_allowed)
-    raise ValueError(f"Deequ has no constraint for a {spec.kind} check")
-
-
-def as_of_seconds(as_of: datetime) -> float:
-    """Epoch seconds of a naive UTC time, as Spark's unix_micros reads a timestamp in UTC."""
-    return (as_of - datetime(1970, 1, 1)).total_seconds()
-
-
-@contextmanager
-def deequ_sql(spark: SparkSession) -> Iterator[None]:
-    """ANSI SQL off while Deequ runs, restored after.
-
-    Deequ 2.1.0's analyzers are written for Spark's default (non-ANSI) SQL: its completeness marks
-    rows with a string that it casts to a number, which ANSI rejects. The data it reads was read and
-    cast under the session's ANSI setting (sources are materialized before verification)."""
-    before = spark.conf.get("spark.sql.ansi.enabled")
-    spark.conf.set("spark.sql.ansi.enabled", "false")
-    try:
-        yield
-    finally:
-        spark.conf.set("spark.sql.ansi.enabled", before)
-
-
-def start_callbacks(spark: SparkSession) -> None:
-    """Start py4j's callback server (which Deequ calls assertions through) on a free port, as a daemon.
-
-    Started here, before pydeequ would start one on py4j's fixed port (two processes would collide)."""
-    ensure_callback_server_started(spark.sparkContext._gateway)
-
-
-def stop_callbacks(spark: SparkSession) -> None:
-    """Shut the callback server down, once, before Spark stops: a live one keeps the process from exiting.
-
-    Each open connection's socket is shut first: py4j closes a connection's stream while its reader
-    thread still blocks on it, which would wait forever."""
-    gateway = spark.sparkContext._gateway
-    server = gateway.__dict__.get("_callback_server")  # getattr would ask the JVM
-    if server is None or server.is_shutdown:
-        return
-    for connection in list(server.connections):
-        quiet_shutdown(connection.socket)
-    gateway.shutdown_callback_server()
+    """Add the Deequ constraint of `spec`'s kind to a pydeequ Check."""
+    constraint = spec.check_kind.constraint
+    if constraint is None:
+        raise ValueError(f"Deequ has no constraint for a {spec.kind} check")
+    return constraint(check, spec, as_of)
 
 
 def _option(value: JavaObject) -> JavaObject | None:
@@ -228,11 +122,11 @@ def run_checks(
 
     require_evaluable(df, [c for c, _ in checks])
     start_callbacks(spark)
-    suite = VerificationSuite(spark).onData(with_seconds(df, [c for c, _ in checks]))
+    suite = VerificationSuite(spark).onData(with_derived(df, [c for c, _ in checks]))
     for spec, level in checks:
         check = Check(spark, CheckLevel.Error if level == ERROR else CheckLevel.Warning, spec.name)
         suite = suite.addCheck(add_constraint(check, spec, as_of))
-    with deequ_sql(spark):
+    with ansi_off(spark):
         result = suite._VerificationRunBuilder.run()
     constraints = _constraint_results(result, spark._jvm)
     outcomes = {}
@@ -252,8 +146,7 @@ def _wrong_type(df: DataFrame, spec: CheckConfig) -> str:
     column = spec.columns[0]
     kind = df.schema[column].dataType.simpleString()
     article = "an" if kind[0] in "aeiou" else "a"
-    needs = "a string" if spec.kind == "pattern" else "a number"
-    return f"column {column} is {article} {kind}; {spec.kind} needs {needs}"
+    return f"column {column} is {article} {kind}; {spec.kind} needs a {spec.check_kind.needs}"
 
 
 def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
@@ -267,12 +160,12 @@ def require_evaluable(df: DataFrame, checks: list[CheckConfig]) -> None:
     schema, names = df._jdf.schema(), set(df.columns)
     for spec in checks:
         problem = next((f"Input data does not include column {c}!" for c in spec.columns if c not in names), "")
-        typed = {"pattern": "isString", "mean": "isNumeric", "stddev": "isNumeric", "quantile": "isNumeric"}
-        if not problem and spec.kind in typed:
-            rule = getattr(preconditions, typed[spec.kind])(spec.columns[0])
+        needs = spec.check_kind.needs
+        if not problem and needs is not None:
+            rule = getattr(preconditions, _PRECONDITIONS[needs])(spec.columns[0])
             failing = preconditions.findFirstFailing(schema, to_scala_seq(jvm, [rule]))
             problem = "" if failing.isEmpty() else _wrong_type(df, spec)
-        if not problem and spec.kind == "pattern":
+        if not problem and spec.pattern:  # Java must accept the regular expression Deequ compiles
             try:
                 jvm.java.util.regex.Pattern.compile(spec.pattern)
             except Py4JJavaError as err:
@@ -300,7 +193,7 @@ def referential_integrity(
     from pydeequ.scala_utils import to_scala_seq
 
     seen: list[float] = []
-    with deequ_sql(spark):
+    with ansi_off(spark):
         outcome = jvm.com.amazon.deequ.comparison.ReferentialIntegrity.subsetCheck(
             keyed._jdf,
             to_scala_seq(jvm, columns),

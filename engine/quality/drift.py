@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from engine.config.quality import DriftConfig
+from engine.quality.findings import FeatureDrift, FeatureKind
 
 EPSILON = 1e-4
 
@@ -138,7 +139,7 @@ def feature_drift(
     cfg: DriftConfig,
     label: str | None = None,
     rows: int | None = None,
-) -> list[dict]:
+) -> list[FeatureDrift]:
     """Per feature: PSI, JS distance (numeric) or L-inf (categorical), leakage AUC, and whether it drifted.
 
     With `rows` (the current version's row count) above `cfg.sample_rows`, both versions are
@@ -160,7 +161,7 @@ def feature_drift(
 
 def _compare(
     current: DataFrame, previous: DataFrame, features: list[str], cfg: DriftConfig, label: str | None, late: dict
-) -> list[dict]:
+) -> list[FeatureDrift]:
     """The per-feature comparison of two (cached) frames."""
     categorical = [f for f in features if f in cfg.categorical]
     numeric = [f for f in features if f not in cfg.categorical]
@@ -173,18 +174,17 @@ def _compare(
             auc = binned_auc(now[feature]) if label else None
             value_psi, value_js = psi(p, q), js_distance(p, q)
             results.append(
-                {
-                    "feature": feature,
-                    "kind": "numeric",
-                    "psi": value_psi,
-                    "js": value_js,
-                    "linf": None,
-                    "auc": auc,
-                    "drifted": value_psi > cfg.max_psi or value_js > cfg.max_js,
-                    "late_rows": late.get(feature),
-                    "leakage": (auc is not None and max(auc, 1 - auc) >= cfg.max_feature_auc)
-                    or bool(late.get(feature)),
-                }
+                FeatureDrift(
+                    feature=feature,
+                    kind=FeatureKind.NUMERIC,
+                    psi=value_psi,
+                    js=value_js,
+                    linf=None,
+                    auc=auc,
+                    drifted=value_psi > cfg.max_psi or value_js > cfg.max_js,
+                    late_rows=late.get(feature),
+                    leakage=(auc is not None and max(auc, 1 - auc) >= cfg.max_feature_auc) or bool(late.get(feature)),
+                )
             )
     if categorical:
         now_shares, before_shares = (
@@ -193,17 +193,11 @@ def _compare(
         )
         for feature in categorical:
             distance = linf(now_shares[feature], before_shares[feature])
+            late_rows = late.get(feature)
+            drifted = distance > cfg.max_linf
             results.append(
-                {
-                    "feature": feature,
-                    "kind": "categorical",
-                    "psi": None,
-                    "js": None,
-                    "linf": distance,
-                    "auc": None,
-                    "drifted": distance > cfg.max_linf,
-                    "late_rows": late.get(feature),
-                    "leakage": bool(late.get(feature)),
-                }
+                FeatureDrift(
+                    feature, FeatureKind.CATEGORICAL, None, None, distance, None, drifted, late_rows, bool(late_rows)
+                )
             )
     return results

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from engine.config.check_kinds import CHECK_KINDS, Bound, Evaluator
 from engine.observability.events import emit
 from engine.quality.states import CheckStatus
 from engine.quality.verify import ValidationReport
@@ -28,7 +29,8 @@ def announce(report: ValidationReport) -> None:
             checks=len(evaluated),
         )
         for check in checks:
-            if check.kind == "freshness" and check.metric is not None:
+            kind = CHECK_KINDS.find(check.kind)  # None for the engine's own checks (malformed lines)
+            if kind is not None and kind.bound == Bound.LAG and check.metric is not None:
                 emit(
                     "freshness_lag",
                     f"{source}: newest {check.columns[0]} is {check.metric:,.0f} s behind the as-of time",
@@ -40,7 +42,7 @@ def announce(report: ValidationReport) -> None:
                 )
             if check.status != CheckStatus.FAILED:
                 continue
-            if check.kind == "schema":
+            if kind is not None and kind.evaluator == Evaluator.SCHEMA:
                 emit(
                     "schema_drift",
                     f"{source}: stored schema differs from check {check.name}: {check.detail}",

@@ -18,9 +18,9 @@ from pyspark.sql import functions as F
 
 from engine.config.quality import CheckConfig, GateAction
 from engine.quality.deequ import row_predicate
-from engine.quality.inputs import CORRUPT
 from engine.quality.states import Outcome
 from engine.quality.verify import CheckResult, ValidationReport
+from engine.runtime.datasets import CORRUPT
 
 FAILED_CHECKS = "failed_checks"
 MALFORMED = "malformed_record"

@@ -18,7 +18,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from engine.config.quality import AnomalyConfig
+from engine.config.quality import AnomalyConfig, AnomalyStrategy
+from engine.quality.findings import Anomaly
 from engine.quality.verify import ValidationReport
 
 METRICS_SCHEMA = T.StructType(
@@ -68,26 +69,21 @@ def _strategy(jvm: JavaObject, cfg: AnomalyConfig) -> JavaObject:
     from pydeequ import anomaly_detection as D
 
     low, high = float(cfg.lower), float(cfg.upper)  # Scala unboxes them as doubles
-    strategies = {
-        "relative_rate_of_change": lambda: D.RelativeRateOfChangeStrategy(low, high),
-        "absolute_change": lambda: D.AbsoluteChangeStrategy(low, high),
-        "online_normal": lambda: D.OnlineNormalStrategy(low, high),
-        "batch_normal": lambda: D.BatchNormalStrategy(low, high),
-        "simple_thresholds": lambda: D.SimpleThresholdStrategy(low, high),
-    }
-    return strategies[cfg.strategy]()._set_jvm(jvm)._anomaly_jvm
+    strategy = getattr(D, cfg.strategy.deequ_class)(low, high)
+    return strategy._set_jvm(jvm)._anomaly_jvm
 
 
 def anomalies(
     spark: SparkSession, current: list[tuple], history: dict[tuple[str, str], list[float]], cfg: AnomalyConfig
-) -> list[dict]:
+) -> list[Anomaly]:
     """Tracked metrics whose newest value Deequ's strategy finds anomalous against their history."""
     jvm = spark._jvm
     strategy = _strategy(jvm, cfg)
     found = []
     for _, _, dataset, metric, kind, value in current:
         before = history.get((dataset, metric), [])
-        if kind not in TRACKED_KINDS or not before or (cfg.strategy == "relative_rate_of_change" and before[-1] == 0):
+        relative = cfg.strategy == AnomalyStrategy.RELATIVE_RATE_OF_CHANGE
+        if kind not in TRACKED_KINDS or not before or (relative and before[-1] == 0):
             continue
         series = jvm.scala.collection.JavaConverters.asScalaBuffer([float(v) for v in [*before, value]]).toVector()
         detected = jvm.scala.collection.JavaConverters.seqAsJavaList(
@@ -100,15 +96,15 @@ def anomalies(
         detail = _DEEQU_LABEL.sub("", detail)  # Deequ labels every rate-of-change strategy AbsoluteChangeStrategy
         previous = before[-1]
         found.append(
-            {
-                "dataset": dataset,
-                "metric": metric,
-                "previous": previous,
-                "current": value,
-                "rate": value / previous if previous else None,
-                "strategy": cfg.strategy,
-                "message": f"{dataset}.{metric} changed from {previous:g} to {value:g} since the previous run "
+            Anomaly(
+                dataset=dataset,
+                metric=metric,
+                previous=previous,
+                current=value,
+                rate=value / previous if previous else None,
+                strategy=cfg.strategy,
+                message=f"{dataset}.{metric} changed from {previous:g} to {value:g} since the previous run "
                 f"({cfg.strategy}: {detail})",
-            }
+            )
         )
     return found

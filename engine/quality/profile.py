@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from py4j.java_gateway import JavaObject
 from pyspark.sql import DataFrame
 
-from engine.quality.deequ import deequ_sql
+from engine.runtime.py4j_bridge import ansi_off
 
 _THRESHOLD = re.compile(r"_ >= ([0-9.eE+-]+)")
 _VALUES = re.compile(r"Array\((.*)\)", re.S)
@@ -60,7 +60,7 @@ def run_suggestions(df: DataFrame) -> tuple[list[ColumnProfile], list[Suggestion
         .addConstraintRules(deequ.Rules.DEFAULT())
         .addConstraintRule(deequ.rules.UniqueIfApproximatelyUniqueRule())
     )
-    with deequ_sql(df.sparkSession):
+    with ansi_off(df.sparkSession):
         result = builder.run()
     types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
     profiles = []

@@ -14,8 +14,9 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from engine.quality.states import CheckStatus
-from engine.quality.verify import ValidationReport
+from engine.config.check_kinds import Severity
+from engine.quality.states import CheckStatus, DecidedBy
+from engine.quality.verify import CheckResult, ValidationReport
 
 _COLOURS = {
     CheckStatus.PASSED: "#1a7f37",
@@ -81,10 +82,10 @@ svg{display:block}
 """
 
 
-def _status(check: dict) -> CheckStatus:
+def _status(check: CheckResult) -> CheckStatus:
     """The displayed status: a failed warning check shows as `warning`."""
-    status = CheckStatus(check["status"])
-    if status == CheckStatus.FAILED and check["severity"] == "warning":
+    status = check.status
+    if status == CheckStatus.FAILED and check.severity == Severity.WARNING:
         return CheckStatus.WARNING
     return status
 
@@ -104,8 +105,8 @@ def _number(value: object) -> str:
     return str(value)
 
 
-def _interval(check: dict) -> str:
-    interval = check.get("interval")
+def _interval(check: CheckResult) -> str:
+    interval = check.interval
     return f"[{interval[0]:.6g}, {interval[1]:.6g}]" if interval else ""
 
 
@@ -124,17 +125,17 @@ def _badge(status: CheckStatus) -> str:
     return f'<span class="status" style="background:{_COLOURS[status]}">{status}</span>'
 
 
-def _gauge(check: dict, colour: str) -> str:
+def _gauge(check: CheckResult, colour: str) -> str:
     """An inline SVG: the allowed region shaded, bounds as ticks, the interval as a bar, the metric as a dot.
 
     A ratio check (with `threshold`) lives on [0, 1] and must reach at least the threshold; the others
     must lie in [min, max], either side open. No metric or no bound: no gauge.
     """
-    metric, threshold = check.get("metric"), check.get("threshold")
-    low, high = (threshold, 1.0) if threshold is not None else (check.get("min"), check.get("max"))
+    metric, threshold = check.metric, check.threshold
+    low, high = (threshold, 1.0) if threshold is not None else (check.min, check.max)
     if not _finite(metric) or not (_finite(low) or _finite(high)):
         return ""
-    interval = [v for v in (check.get("interval") or []) if _finite(v)]
+    interval = [v for v in (check.interval or []) if _finite(v)]
     values = [v for v in (low, high, metric, *interval) if _finite(v)]
     start, end = min(values), max(values)
     pad = 0.08 * ((end - start) or abs(end) or 1.0)
@@ -149,7 +150,7 @@ def _gauge(check: dict, colour: str) -> str:
     left = x(low) if _finite(low) else 0.0
     right = x(high) if _finite(high) else float(_GAUGE_WIDTH)
     ticks = [x(v) for v in ((threshold,) if threshold is not None else (low, high)) if _finite(v)]
-    tip = f"{check['name']}: metric {metric:.6g}, expected {check.get('expected', '')}"
+    tip = f"{check.name}: metric {metric:.6g}, expected {check.expected}"
     if len(interval) == 2:
         tip += f", interval [{interval[0]:.6g}, {interval[1]:.6g}]"
     parts = [
@@ -169,31 +170,31 @@ def _gauge(check: dict, colour: str) -> str:
     return "".join(parts)
 
 
-def _decided(check: dict) -> str:
-    decided_by, size = check.get("decided_by", ""), check.get("sample_size")
-    return f"{decided_by} (n={size:,})" if decided_by == "sample" and size is not None else decided_by
+def _decided(check: CheckResult) -> str:
+    decided_by, size = check.decided_by, check.sample_size
+    return f"{decided_by} (n={size:,})" if decided_by == DecidedBy.SAMPLE and size is not None else str(decided_by)
 
 
-def _panel(check: dict) -> str:
+def _panel(check: CheckResult) -> str:
     """The details on demand: everything the line leaves out, in a panel that opens over the page."""
     fields = [
-        ("layer", check.get("layer", "")),
-        ("severity", check.get("severity", "")),
-        ("action", str(check.get("action", ""))),
-        ("columns", ", ".join(check.get("columns") or [])),
-        ("expected", check.get("expected", "")),
-        ("threshold", _number(check.get("threshold"))),
-        ("min", _number(check.get("min"))),
-        ("max", _number(check.get("max"))),
-        ("metric", "" if check.get("metric") is None else repr(check["metric"])),
+        ("layer", str(check.layer)),
+        ("severity", str(check.severity)),
+        ("action", str(check.action)),
+        ("columns", ", ".join(check.columns or [])),
+        ("expected", check.expected),
+        ("threshold", _number(check.threshold)),
+        ("min", _number(check.min)),
+        ("max", _number(check.max)),
+        ("metric", "" if check.metric is None else repr(check.metric)),
         ("interval", _interval(check)),
-        ("sample size", _number(check.get("sample_size"))),
-        ("decided by", check.get("decided_by", "")),
-        ("quarantined", _number(check.get("quarantined"))),
-        ("message", check.get("message") or ""),
-        ("detail", check.get("detail") or ""),
+        ("sample size", _number(check.sample_size)),
+        ("decided by", str(check.decided_by)),
+        ("quarantined", _number(check.quarantined)),
+        ("message", check.message or ""),
+        ("detail", check.detail or ""),
     ]
-    summary = check.get("detail") or check.get("message") or ", ".join(check.get("columns") or []) or "more"
+    summary = check.detail or check.message or ", ".join(check.columns or []) or "more"
     body = "".join(f"<dt>{k}</dt><dd>{html.escape(str(v))}</dd>" for k, v in fields if v not in ("", None))
     return (
         f'<td class="more"><details><summary>{html.escape(summary[:200])}</summary>'
@@ -201,12 +202,12 @@ def _panel(check: dict) -> str:
     )
 
 
-def _check_rows(check: dict) -> list[str]:
+def _check_rows(check: CheckResult) -> list[str]:
     """The check's line, and for a failure or warning a muted line under it with Deequ's message."""
     status = _status(check)
     colour = _COLOURS[status]
     failing = status in (CheckStatus.FAILED, CheckStatus.WARNING)
-    metric = check.get("metric")
+    metric = check.metric
     metric_cell = (
         f'<td class="num" title="{html.escape(repr(metric))}">{html.escape(_number(metric))}</td>'
         if metric is not None
@@ -214,24 +215,22 @@ def _check_rows(check: dict) -> list[str]:
     )
     cells = [
         f"<td>{_badge(status)}</td>",
-        _cell(check["dataset"]),
-        _cell(check["name"]),
-        _cell(check["kind"]),
+        _cell(check.dataset),
+        _cell(check.name),
+        _cell(check.kind),
         metric_cell,
-        _cell(check.get("expected", "")),
+        _cell(check.expected),
         f"<td>{_gauge(check, colour)}</td>",
         _cell(_decided(check)),
         _panel(check),
     ]
     css = f"{status}{' lead' if failing else ''}"
     rows = [
-        f'<tr class="{css}" data-check="{html.escape(check["name"])}" data-status="{status}">'
-        + "".join(cells)
-        + "</tr>"
+        f'<tr class="{css}" data-check="{html.escape(check.name)}" data-status="{status}">' + "".join(cells) + "</tr>"
     ]
     if failing:
-        message = check.get("message") or ""
-        label, text = ("Deequ", message) if message else ("detail", check.get("detail") or "(no constraint message)")
+        message = check.message or ""
+        label, text = ("Deequ", message) if message else ("detail", check.detail or "(no constraint message)")
         rows.append(
             f'<tr class="note {status}"><td></td><td colspan="{len(_COLUMNS) - 1}">'
             f'<div class="msg" title="{html.escape(text)}"><b>{label}:</b> {html.escape(text)}</div></td></tr>'
@@ -239,22 +238,22 @@ def _check_rows(check: dict) -> list[str]:
     return rows
 
 
-def _header(report: dict, title: str, counts: Counter[CheckStatus]) -> list[str]:
+def _header(report: ValidationReport, title: str, counts: Counter[CheckStatus]) -> list[str]:
     """Title and run id; the verdict banner with the check counts; one line per dataset read."""
-    passed = bool(report["passed"])
+    passed = report.passed
     verdict = "PASSED" if passed else "FAILED"
     colour = _COLOURS[CheckStatus.PASSED if passed else CheckStatus.FAILED]
-    run_id = report.get("run_id")
+    run_id = report.run_id
     chips = [(CheckStatus.PASSED, "passed"), (CheckStatus.FAILED, "failed"), (CheckStatus.WARNING, "warned")]
     chips += [(s, str(s)) for s in (CheckStatus.BORDERLINE, CheckStatus.SKIPPED) if counts[s]]
-    sources: dict = report.get("sources") or {}
-    datasets = list(report["rows"]) + [d for d in sources if d not in report["rows"]]
+    sources = report.sources
+    datasets = list(report.rows) + [d for d in sources if d not in report.rows]
     lines = [
         f"<h1>{html.escape(title)}</h1>",
         f"<div id='run' class='muted'>run <code>{html.escape(str(run_id))}</code></div>" if run_id else "",
         f"<div id='outcome' class='banner' style='background:{colour}'>"
         f"<span class='verdict'>Validation {verdict}</span>"
-        f"<span class='pill'>outcome: {html.escape(str(report['outcome']))}</span>"
+        f"<span class='pill'>outcome: {html.escape(str(report.outcome))}</span>"
         "<span class='counts'>"
         + "".join(
             f"<span class='count' id='count-{s}' style='color:{_COLOURS[s]}'>{counts[s]} {word}</span>"
@@ -267,8 +266,8 @@ def _header(report: dict, title: str, counts: Counter[CheckStatus]) -> list[str]
         "<th class='num'>quarantined</th></tr>",
     ]
     for dataset in datasets:
-        rows = report["rows"].get(dataset)
-        malformed, quarantined = report["malformed"].get(dataset, 0), report["quarantined"].get(dataset, 0)
+        rows = report.rows.get(dataset)
+        malformed, quarantined = report.malformed.get(dataset, 0), report.quarantined.get(dataset, 0)
         lines.append(
             f"<tr data-dataset='{html.escape(dataset)}'>{_cell(dataset)}{_cell(str(sources.get(dataset, '')))}"
             f"{_num_cell(rows)}{_num_cell(malformed, '#cf222e' if malformed else '')}"
@@ -278,9 +277,9 @@ def _header(report: dict, title: str, counts: Counter[CheckStatus]) -> list[str]
     return lines
 
 
-def render_html(report: dict, title: str) -> str:
+def render_html(report: ValidationReport, title: str) -> str:
     """The verdict and datasets, one line per check (failures first, each with its gauge), anomalies, drift."""
-    checks = sorted(report["checks"], key=lambda c: _ORDER[_status(c)])
+    checks = sorted(report.checks, key=lambda c: _ORDER[_status(c)])
     counts = Counter(_status(c) for c in checks)
     colgroup = "".join(f"<col style='width:{w}px'>" if w else "<col>" for _, w in _COLUMNS)
     heads = "".join(f"<th class='num'>{h}</th>" if h == "metric" else f"<th>{h}</th>" for h, _ in _COLUMNS)
@@ -293,26 +292,26 @@ def render_html(report: dict, title: str) -> str:
         *[row for check in checks for row in _check_rows(check)],
         "</table>",
     ]
-    if report["anomalies"]:
+    if report.anomalies:
         parts.append("<h2>Anomalies</h2><ul id='anomalies'>")
         parts += [
-            f"<li><b>{html.escape(str(a.get('dataset', '')))}</b> <code>{html.escape(str(a.get('metric', '')))}</code>"
-            f" &middot; {html.escape(a['message'])}</li>"
-            for a in report["anomalies"]
+            f"<li><b>{html.escape(a.dataset)}</b> <code>{html.escape(a.metric)}</code>"
+            f" &middot; {html.escape(a.message)}</li>"
+            for a in report.anomalies
         ]
         parts.append("</ul>")
-    if report["drift"]:
+    if report.drift:
         parts.append(
             "<h2>Drift per feature</h2><table id='drift' style='width:760px'><colgroup><col><col style='width:110px'>"
             "<col style='width:100px'><col style='width:100px'><col style='width:100px'><col style='width:100px'>"
             "</colgroup><tr><th>feature</th><th>kind</th><th class='num'>psi</th><th class='num'>js distance</th>"
             "<th class='num'>l-inf</th><th>status</th></tr>"
         )
-        for d in report["drift"]:
-            status = CheckStatus.WARNING if d["drifted"] else CheckStatus.PASSED
+        for d in report.drift:
+            status = CheckStatus.WARNING if d.drifted else CheckStatus.PASSED
             parts.append(
-                f"<tr data-feature='{html.escape(d['feature'])}'>{_cell(d['feature'])}{_cell(str(d['kind']))}"
-                f"{_num_cell(d['psi'])}{_num_cell(d['js'])}{_num_cell(d['linf'])}<td>{_badge(status)}</td></tr>"
+                f"<tr data-feature='{html.escape(d.feature)}'>{_cell(d.feature)}{_cell(str(d.kind))}"
+                f"{_num_cell(d.psi)}{_num_cell(d.js)}{_num_cell(d.linf)}<td>{_badge(status)}</td></tr>"
             )
         parts.append("</table>")
     parts.append("</body></html>")
@@ -322,9 +321,9 @@ def render_html(report: dict, title: str) -> str:
 def write_reports(report: ValidationReport, directory: Path, stem: str, title: str) -> tuple[Path, Path]:
     """Write `<stem>.json` and `<stem>.html` atomically beside each other; return both paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    content = report.to_dict()
     written = []
-    for suffix, text in ((".json", json.dumps(content, indent=2, default=str)), (".html", render_html(content, title))):
+    pages = ((".json", json.dumps(report.to_dict(), indent=2, default=str)), (".html", render_html(report, title)))
+    for suffix, text in pages:
         path = directory / f"{stem}{suffix}"
         partial = path.with_suffix(suffix + ".partial")
         partial.write_text(text)

@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import functions as F
 
-from engine.config.quality import RATIO_KINDS, CheckConfig
-from engine.quality.deequ import deequ_sql, row_predicate
+from engine.config.check_kinds import Interval
+from engine.config.quality import CheckConfig
+from engine.quality.deequ import row_predicate
 from engine.quality.intervals import (
     Estimate,
     mean_interval,
@@ -33,6 +34,7 @@ from engine.quality.intervals import (
 )
 from engine.quality.sampling import CLUSTER, Sample
 from engine.runtime.arrow import to_arrow
+from engine.runtime.py4j_bridge import ansi_off
 
 # Deequ's approximate quantile is within 1% of rank of the exact one: a sample's interval is widened
 # by as much, so that what it decides agrees with what Deequ measures on the full data.
@@ -51,7 +53,8 @@ def _estimate(check: CheckConfig, table: pa.Table, index: int, clusters: int, co
     """The check's metric on the sample with its interval; None when the sample holds no value to measure."""
     cluster = table[CLUSTER].to_numpy()
     z = t_score(confidence, clusters)
-    if check.kind in RATIO_KINDS:
+    estimate = check.check_kind.sample
+    if estimate == Interval.PROPORTION:
         complies = table[_COMPLIES.format(index)].to_numpy()
         sizes = per_cluster(cluster, np.ones(len(cluster)), clusters)
         return proportion_interval(float(complies.mean()), per_cluster(cluster, complies, clusters), sizes, z)
@@ -61,9 +64,9 @@ def _estimate(check: CheckConfig, table: pa.Table, index: int, clusters: int, co
     where = cluster[valid]
     sizes = per_cluster(where, np.ones(len(x)), clusters)
     mean, spread = float(x.mean()), float(x.std())  # the population standard deviation, as Deequ's
-    if check.kind == "mean":
+    if estimate == Interval.MEAN:
         return mean_interval(mean, per_cluster(where, x, clusters), sizes, z, spread)
-    if check.kind == "stddev":
+    if estimate == Interval.STDDEV:
         deviations = per_cluster(where, (x - mean) ** 2 - spread * spread, clusters)
         return stddev_interval(spread, deviations, sizes, confidence)
     ordered = np.sort(x)
@@ -75,15 +78,16 @@ def measure_sample(
     sample: Sample, checks: list[CheckConfig], as_of: datetime, confidence: float
 ) -> dict[str, Estimate | None]:
     """Each check's estimate on the sample, by check name (None when the sample cannot bound it)."""
-    numeric = sorted({c.columns[0] for c in checks if c.kind not in RATIO_KINDS})
-    with deequ_sql(sample.df.sparkSession):  # Deequ's SQL semantics, as in a Deequ run
+    proportions = [c.check_kind.sample == Interval.PROPORTION for c in checks]
+    numeric = sorted({c.columns[0] for c, ratio in zip(checks, proportions, strict=True) if not ratio})
+    with ansi_off(sample.df.sparkSession):  # Deequ's SQL semantics, as in a Deequ run
         table = to_arrow(
             sample.df.select(
                 CLUSTER,
                 *[
                     row_predicate(c, as_of).cast("double").alias(_COMPLIES.format(i))
                     for i, c in enumerate(checks)
-                    if c.kind in RATIO_KINDS
+                    if proportions[i]
                 ],
                 *[F.col(c).cast("double").alias(c) for c in numeric],
             )

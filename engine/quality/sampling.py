@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from engine.runtime.arrow import from_arrow, to_arrow
-from engine.runtime.row_groups import GROUP, RowGroups, read_groups
+from engine.runtime.datasets import GROUP, StoredGroups
 
 CLUSTER = GROUP  # a sampled row's cluster: the position of its row group among those drawn
 MAX_READ_SHARE = 0.25  # past it, reading the drawn groups costs about what a scan does
@@ -86,7 +86,7 @@ def draw_sample(
     sample_rows: int,
     min_groups: int,
     seed: int,
-    row_groups: RowGroups | None,
+    row_groups: StoredGroups | None,
 ) -> Sample:
     """About `sample_rows` rows of `df`'s `columns`: from its stored row groups when they are the rows of
     `df` (every row, every column) and numerous enough, else a row sample of `df`."""
@@ -97,7 +97,7 @@ def draw_sample(
     if drawn is None:
         return _row_sample(df, columns, sample_rows / rows, seed)
     try:
-        table, read = read_groups(row_groups, drawn, columns)
+        table, read = row_groups.read(drawn, columns)
         frame = from_arrow(df.sparkSession, table, _schema(df, columns))
     except (OSError, pa.ArrowException) as err:  # e.g. stored types a declared schema does not cast to
         _log.info("row-group sample failed (%s); sampling rows", err)

@@ -34,3 +34,11 @@ class Outcome(StrEnum):
     @property
     def gravity(self) -> int:
         return list(Outcome).index(self)
+
+
+class DecidedBy(StrEnum):
+    """What decided a check: a sample's interval, the full data, or nothing to measure (no rows)."""
+
+    SAMPLE = "sample"
+    FULL = "full"
+    NO_DATA = "no data"

@@ -11,11 +11,12 @@ from datetime import datetime
 
 from pyspark.sql import DataFrame
 
+from engine.config.check_kinds import Layer, Severity
 from engine.config.quality import CheckConfig, GateAction, QualityConfig
 from engine.quality.gates import count_failures, gates, passed_rows, quarantine_rows, tag_failures
-from engine.quality.inputs import SourceData
 from engine.quality.states import CheckStatus, Outcome
 from engine.quality.verify import CheckResult, ValidationReport, verify, with_quarantined
+from engine.runtime.datasets import SourceData
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ def malformed_lines(source: SourceData, limit: float) -> CheckResult:
         dataset=source.name,
         name=f"{source.name}_malformed_lines",
         kind="malformed_lines",
-        layer="schema",
-        severity="error",
+        layer=Layer.SCHEMA,
+        severity=Severity.ERROR,
         action=GateAction.HALT_PIPELINE,
         columns=[],
         expected=f"at most {limit:.2%} of lines malformed",

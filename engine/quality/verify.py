@@ -24,21 +24,22 @@ from datetime import datetime
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from engine.config.quality import BOUND_KINDS, RATIO_KINDS, SAMPLED_KINDS, CheckConfig, GateAction, QualityConfig
+from engine.config.check_kinds import Bound, Evaluator, Layer, Severity
+from engine.config.quality import CheckConfig, GateAction, QualityConfig
 from engine.quality.deequ import (
     ERROR,
     WARNING,
     Evaluated,
-    as_of_seconds,
     referential_integrity,
     require_evaluable,
     run_checks,
 )
+from engine.quality.findings import Anomaly, FeatureDrift
 from engine.quality.intervals import Estimate
 from engine.quality.sampled import measure_sample
 from engine.quality.sampling import Sample, draw_sample
-from engine.quality.states import CheckStatus, Outcome
-from engine.runtime.row_groups import RowGroups
+from engine.quality.states import CheckStatus, DecidedBy, Outcome
+from engine.runtime.datasets import StoredGroups
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ class CheckResult:
     dataset: str
     name: str
     kind: str
-    layer: str
-    severity: str
+    layer: Layer
+    severity: Severity
     action: GateAction
     columns: list[str]
     expected: str
@@ -60,14 +61,20 @@ class CheckResult:
     metric: float | None = None
     interval: list[float] | None = None
     sample_size: int | None = None
-    decided_by: str = "full"
+    decided_by: DecidedBy = DecidedBy.FULL
     detail: str = ""
     message: str = ""
     quarantined: int = 0
 
     def __post_init__(self) -> None:  # plain strings in, members out
-        object.__setattr__(self, "action", GateAction(self.action))
-        object.__setattr__(self, "status", CheckStatus(self.status))
+        for name, state in (
+            ("action", GateAction),
+            ("status", CheckStatus),
+            ("layer", Layer),
+            ("severity", Severity),
+            ("decided_by", DecidedBy),
+        ):
+            object.__setattr__(self, name, state(getattr(self, name)))
 
     @property
     def passed(self) -> bool:
@@ -75,7 +82,7 @@ class CheckResult:
 
     @property
     def blocking(self) -> bool:
-        return self.status == CheckStatus.FAILED and self.severity == "error"
+        return self.status == CheckStatus.FAILED and self.severity == Severity.ERROR
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,11 @@ class ValidationReport:
     """All check results of a run; `passed` is false when any error-severity check failed."""
 
     checks: list[CheckResult] = field(default_factory=list)
-    anomalies: list[dict] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     malformed: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
-    drift: list[dict] = field(default_factory=list)
+    drift: list[FeatureDrift] = field(default_factory=list)
     outcome: Outcome = Outcome.CONTINUE
     sources: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
@@ -128,17 +135,18 @@ class ValidationReport:
             "malformed": self.malformed,
             "quarantined": self.quarantined,
             "checks": [asdict(c) for c in self.checks],
-            "anomalies": self.anomalies,
-            "drift": self.drift,
+            "anomalies": [asdict(a) for a in self.anomalies],
+            "drift": [asdict(d) for d in self.drift],
             "sample_bytes": self.sample_bytes,
         }
 
 
 def bounds(check: CheckConfig) -> tuple[float | None, float | None]:
-    """The interval a check's metric must lie in: [threshold, 1] for ratios, [min, max] otherwise."""
-    if check.kind == "freshness":
+    """The interval a check's metric must lie in: [threshold, 1] for ratios, [min, max] or [0, max lag]."""
+    bound = check.check_kind.bound
+    if bound == Bound.LAG:
         return None, float(check.max_lag_seconds)
-    if check.kind in ("size", "mean", "stddev", "quantile"):
+    if bound == Bound.RANGE:
         return check.min, check.max
     return check.threshold, None
 
@@ -146,7 +154,7 @@ def bounds(check: CheckConfig) -> tuple[float | None, float | None]:
 def expected(check: CheckConfig) -> str:
     """The bound as a person reads it: `>= 0.95`, `in [0, 10]`, `lag <= 400d`."""
     low, high = bounds(check)
-    if check.kind == "freshness":
+    if check.check_kind.bound == Bound.LAG:
         return f"lag <= {check.max_lag}"
     if low is not None and high is not None:
         return f"in [{low:g}, {high:g}]"
@@ -154,6 +162,7 @@ def expected(check: CheckConfig) -> str:
 
 
 def _result(dataset: str, check: CheckConfig, status: CheckStatus, **evidence: object) -> CheckResult:
+    bound = check.check_kind.bound
     return CheckResult(
         dataset=dataset,
         name=check.name,
@@ -164,9 +173,9 @@ def _result(dataset: str, check: CheckConfig, status: CheckStatus, **evidence: o
         columns=list(check.columns),
         expected=expected(check),
         status=status,
-        threshold=check.threshold if check.kind in RATIO_KINDS or check.kind == "unique" else None,
-        min=bounds(check)[0] if check.kind in BOUND_KINDS else None,
-        max=bounds(check)[1] if check.kind in BOUND_KINDS else None,
+        threshold=check.threshold if bound == Bound.RATIO else None,
+        min=bounds(check)[0] if bound != Bound.RATIO else None,
+        max=bounds(check)[1] if bound != Bound.RATIO else None,
         **evidence,
     )
 
@@ -192,7 +201,7 @@ def _schema_check(dataset: str, check: CheckConfig, stored: T.StructType) -> Che
 
 
 def _level(check: CheckConfig) -> str:
-    return ERROR if check.severity == "error" else WARNING
+    return ERROR if check.severity == Severity.ERROR else WARNING
 
 
 def _on_full_data(
@@ -207,10 +216,10 @@ def _on_full_data(
 
 def _from_deequ(dataset: str, check: CheckConfig, outcome: Evaluated, *, rows: int, as_of: datetime) -> CheckResult:
     if outcome.metric is None and not rows:
-        return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
-    metric = outcome.metric
-    if check.kind == "freshness" and metric is not None:
-        metric = as_of_seconds(as_of) - metric  # Deequ's newest time -> lag
+        return _result(dataset, check, CheckStatus.PASSED, decided_by=DecidedBy.NO_DATA)
+    metric, reported = outcome.metric, check.check_kind.metric
+    if reported is not None and metric is not None:
+        metric = reported(metric, check, as_of)  # e.g. Deequ's newest time -> lag
     status = CheckStatus.PASSED if outcome.passed else CheckStatus.FAILED
     return _result(dataset, check, status, metric=metric, message=outcome.message)
 
@@ -228,7 +237,7 @@ def _on_sample(
     *,
     rows: int,
     as_of: datetime,
-    row_groups: RowGroups | None,
+    row_groups: StoredGroups | None,
 ) -> tuple[dict[str, CheckResult], list[CheckConfig], dict[str, str], int]:
     """Decide what the sample can; return the results, the borderline checks, why each is borderline, and the
     stored bytes the sample read."""
@@ -267,7 +276,7 @@ def _on_sample(
             metric=estimate.value,
             interval=[estimate.low, estimate.high],
             sample_size=estimate.n,
-            decided_by="sample",
+            decided_by=DecidedBy.SAMPLE,
             detail=_design(sample, estimate),
             message=message,
         )
@@ -287,7 +296,7 @@ def _references(dataset: str, check: CheckConfig, df: DataFrame, datasets: dict[
     target_columns = list(check.reference_columns) or list(check.columns)
     outcome = referential_integrity(df, list(check.columns), datasets[check.reference], target_columns, check)
     if outcome is None:
-        return _result(dataset, check, CheckStatus.PASSED, decided_by="no data")
+        return _result(dataset, check, CheckStatus.PASSED, decided_by=DecidedBy.NO_DATA)
     status = CheckStatus.PASSED if outcome.passed else CheckStatus.FAILED
     return _result(dataset, check, status, metric=outcome.metric, message=outcome.message)
 
@@ -302,12 +311,12 @@ def verify(
     as_of: datetime,
     stored_schema: T.StructType | None = None,
     datasets: dict[str, DataFrame] | None = None,
-    row_groups: RowGroups | None = None,
+    row_groups: StoredGroups | None = None,
 ) -> ValidationReport:
     """Run `checks` on `df` (`rows` rows, already counted) layer by layer; see the module docstring.
     `row_groups` are the stored groups of `df`'s rows, which the statistical layer may sample."""
     results: dict[str, CheckResult] = {}
-    for check in (c for c in checks if c.kind == "schema"):
+    for check in (c for c in checks if c.check_kind.evaluator == Evaluator.SCHEMA):
         results[check.name] = _schema_check(dataset, check, stored_schema or df.schema)
     if any(r.blocking and r.action == GateAction.HALT_PIPELINE for r in results.values()):
         skipped = [
@@ -317,8 +326,9 @@ def verify(
         ]
         return ValidationReport([*results.values(), *skipped], rows={dataset: rows})
 
-    sampled = [c for c in checks if c.kind in SAMPLED_KINDS and c.layer == "statistical"]
-    full = [c for c in checks if c.name not in results and c not in sampled and c.kind != "references"]
+    sampled = [c for c in checks if c.check_kind.sample is not None and c.layer == Layer.STATISTICAL]
+    deequ = [c for c in checks if c.check_kind.evaluator == Evaluator.DEEQU]
+    full = [c for c in deequ if c not in sampled]
     why: dict[str, str] = {}
     read = 0
     if sampled and rows > cfg.sample_rows:
@@ -331,7 +341,7 @@ def verify(
         full += sampled
     for name, result in _on_full_data(dataset, full, df, rows=rows, as_of=as_of).items():
         results[name] = replace(result, detail=why.get(name, ""))
-    for check in (c for c in checks if c.kind == "references"):
+    for check in (c for c in checks if c.check_kind.evaluator == Evaluator.REFERENCES):
         results[check.name] = _references(dataset, check, df, datasets or {})
     ordered = [results[c.name] for c in checks if c.name in results]
     return ValidationReport(ordered, rows={dataset: rows}, sample_bytes={dataset: read} if read else {})

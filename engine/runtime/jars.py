@@ -50,10 +50,6 @@ class Runtime:
     artifacts: tuple[Artifact, ...]
 
     @property
-    def spark_line(self) -> str:
-        return ".".join(self.pyspark.split(".")[:2])
-
-    @property
     def deequ(self) -> str:
         """The Deequ coordinate, which the engine checks for on the classpath at start."""
         return next(a.coordinate for a in self.artifacts if a.coordinate.startswith("com.amazon.deequ:"))

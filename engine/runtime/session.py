@@ -11,7 +11,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
-from engine.config.schema import SparkConfig
+from engine.config.schema import SparkConfig, SparkMode
 from engine.errors import SetupError
 from engine.runtime.jars import load_runtime, local_jars
 
@@ -81,7 +81,7 @@ def _require_deequ(spark: SparkSession) -> None:
 def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
     """Start (or join) the SparkSession the config asks for, with Delta enabled and Deequ on the classpath."""
     os.environ["SPARK_VERSION"] = ".".join(pyspark.__version__.split(".")[:2])  # pydeequ reads it at import
-    if cfg.mode == "databricks":
+    if cfg.mode == SparkMode.DATABRICKS:
         spark = SparkSession.builder.getOrCreate()
         for key, value in _SQL_CONF.items():
             spark.conf.set(key, value)
@@ -89,7 +89,7 @@ def build_session(cfg: SparkConfig, log_dir: Path) -> SparkSession:
         return spark
     builder = SparkSession.builder.appName(cfg.app_name)
     settings = {"spark.sql.shuffle.partitions": str(cfg.shuffle_partitions), **_SQL_CONF, **_DELTA_CONF}
-    if cfg.mode == "local":
+    if cfg.mode == SparkMode.LOCAL:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers (the vectorized window pass) use this venv
         jars = local_jars(load_runtime(), Path(cfg.jar_cache))
         settings |= {

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -31,6 +31,7 @@ from engine.resilience.retry import retry_on
 from engine.sinks.conflicts import CommitConflict, commit_conflict
 from engine.sinks.schema_policy import SchemaDiff, enforce, schema_diff
 from engine.sinks.table_metadata import partition_columns
+from engine.sql import Filter, predicate, quote_identifier
 
 CORRECTION_COLUMN = "correction"
 # Set when a table is created: row ids (the training sets' tie-break) and the change data feed (the
@@ -165,7 +166,7 @@ def _rebalanced(df: DataFrame, columns: list[str]) -> DataFrame:
     packs small ones together (Spark's REBALANCE hint)."""
     if not columns:
         return df
-    hint = ", ".join(f"`{c}`" for c in columns)
+    hint = ", ".join(quote_identifier(c) for c in columns)
     return df.sparkSession.sql(f"SELECT /*+ REBALANCE({hint}) */ * FROM {{rows}}", rows=df)
 
 
@@ -180,7 +181,7 @@ def _commit_once(
 ) -> None:
     spark = df.sparkSession
     if cfg.mode == SinkMode.MERGE and DeltaTable.isDeltaTable(spark, cfg.path):
-        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in cfg.merge_keys)
+        condition = " AND ".join(f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in cfg.merge_keys)
         merge = DeltaTable.forPath(spark, cfg.path).alias("t").merge(df.alias("s"), condition)
         if evolve:
             merge = merge.withSchemaEvolution()
@@ -219,19 +220,21 @@ def write_delta(
     commit_info: Mapping[str, str],
     identity: Mapping[str, object],
     *,
-    replace_where: str | None = None,
+    replace_where: Sequence[Filter] = (),
 ) -> Commit:
     """Write `df` to `cfg.path` in one idempotent Delta commit, after checking the schema policy.
 
-    With `replace_where` an overwrite replaces only the rows matching it (a backfill or an incremental
-    range); Delta fails the commit if `df` holds a row outside it, so nothing else is touched.
+    With `replace_where` filters (column, operator, value) an overwrite replaces only the rows matching all
+    of them (a backfill or an incremental range), through a `replaceWhere` predicate with the columns quoted
+    and the values escaped (`engine.sql`); Delta fails the commit if `df` holds a row outside it, so nothing
+    else is touched.
     `identity` names the logical write (job, config, inputs, range); a repeat of it is skipped.
     Rows written come from the commit's metrics, not from a rescan. The outcome is an event:
     `materialization_done` or `store_write_failed`.
     """
-    started = time.perf_counter()
+    where, started = predicate(replace_where), time.perf_counter()
     try:
-        commit = _write(df, cfg, commit_info, identity, replace_where)
+        commit = _write(df, cfg, commit_info, identity, where)
     except Exception as err:
         message = str(err) if isinstance(err, CommitConflict) else f"write to {cfg.path} failed: {describe(err)}"
         _write_failed(cfg, err, message, retrying=False)

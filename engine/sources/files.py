@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -22,11 +23,12 @@ from pyspark.sql import types as T
 from engine.config.quality import FileSourceConfig
 from engine.config.resilience import ResilienceConfig
 from engine.errors import ConfigError, SourceError
-from engine.quality.inputs import CORRUPT, SourceData
-from engine.runtime.row_groups import stored_row_groups
+from engine.resilience.retry import read_resiliently
+from engine.runtime.datasets import CORRUPT, SourceData
 from engine.sources.headers import check_csv_header
 from engine.sources.materialize import materialize, root_cause
 from engine.sources.remote import fetch, is_remote
+from engine.sources.row_groups import stored_row_groups
 from engine.sources.staging import stage_file
 
 _TYPES = {
@@ -169,6 +171,13 @@ def read_source(
         return SourceData(cfg.name, df, row_groups.rows, 0, schema, row_groups)
     data = materialize(df, cfg.name, location=location, allow_empty=allow_empty)
     return replace(data, stored_schema=schema, row_groups=None if data.malformed else row_groups)
+
+
+def read_source_resiliently(
+    spark: SparkSession, cfg: FileSourceConfig, resilience: ResilienceConfig, **options: Any
+) -> SourceData:
+    """`read_source` retried by the configured policy, behind the source's circuit (`engine.resilience`)."""
+    return read_resiliently(lambda: read_source(spark, cfg, **options), source=cfg.name, cfg=resilience)
 
 
 def locate(cfg: FileSourceConfig, staging_dir: Path, resilience: ResilienceConfig, task: str) -> FileSourceConfig:

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.errors import SourceError
-from engine.quality.inputs import CORRUPT, SourceData
+from engine.runtime.datasets import CORRUPT, SourceData
 
 _ERROR_CLASS = re.compile(r"^\[[A-Z0-9_.]+\]")
 

@@ -23,6 +23,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from engine.sql import quote_identifier, string_literal
+
 EVENT = "_event_ts"
 AVAILABLE = "_available_at"
 CREATED = "_created_at"
@@ -95,7 +97,7 @@ def as_of_join(
     at = [f"{_KEY}{i}" for i in range(len(keys))]  # fresh names: the join back is not a self-join
     carried = points is None  # the spine rows go through the sort whole
     if carried:
-        whole = F.struct(*(quoted(c) for c in spine.columns)).alias(_SPINE)
+        whole = F.struct(*(quote_identifier(c) for c in spine.columns)).alias(_SPINE)
         sweeping = spine.select(*_renamed(keys, at), F.col(spine_timestamp).alias(_SWEEP), whole)
     else:
         placed = reduce(operator.and_, [F.col(c).isNotNull() for c in (*keys, spine_timestamp)])
@@ -135,7 +137,7 @@ def as_of_join(
         if spec.ttl_seconds is not None:
             fresh += f" AND {b}.{EVENT} >= {_SWEEP} - INTERVAL {spec.ttl_seconds} SECONDS"
         outputs += [
-            f"CASE WHEN {fresh} THEN {b}.{quoted(name)} END AS {quoted(out)}"
+            f"CASE WHEN {fresh} THEN {b}.{quote_identifier(name)} END AS {quote_identifier(out)}"
             for name, out in zip(spec.features, spec.output_names, strict=True)
         ]
     if carried:
@@ -192,7 +194,7 @@ def as_of_join_winners(
             if point_rows is not None and point_rows * len(part) <= BROADCAST_VALUES:
                 best = F.broadcast(best)
             result = _joined_to_points(result, best, (*keys, spine_timestamp), point)
-            read |= {n: f"{value}.{quoted(n)}" for n in part}
+            read |= {n: f"{value}.{quote_identifier(n)}" for n in part}
             c += 1
         if i in tied:  # a point with several candidates takes the whole row with the greatest values
             tie, point = f"{_TIE}{i}", [f"{a}_{_TIE}{i}" for a in (*at, _POINT)]
@@ -200,9 +202,13 @@ def as_of_join_winners(
             settled = _packed(candidates, at, point, spec.features, tie).groupBy(*point).agg(F.max(tie).alias(tie))
             few = point_rows is not None and point_rows * len(spec.features) <= BROADCAST_VALUES
             result = _joined_to_points(result, _hinted(settled, few), (*keys, spine_timestamp), point)
-            read = {n: f"CASE WHEN {tie} IS NOT NULL THEN {tie}.{quoted(n)} ELSE {v} END" for n, v in read.items()}
-        outputs += [f"{read[n]} AS {quoted(out)}" for n, out in zip(spec.features, spec.output_names, strict=True)]
-    return result.selectExpr(*(quoted(c) for c in spine.columns), *outputs)
+            read = {
+                n: f"CASE WHEN {tie} IS NOT NULL THEN {tie}.{quote_identifier(n)} ELSE {v} END" for n, v in read.items()
+            }
+        outputs += [
+            f"{read[n]} AS {quote_identifier(out)}" for n, out in zip(spec.features, spec.output_names, strict=True)
+        ]
+    return result.selectExpr(*(quote_identifier(c) for c in spine.columns), *outputs)
 
 
 def _winners(
@@ -232,7 +238,10 @@ def _winners(
             features.where(usable)
             .withColumns({_ROW: F.monotonically_increasing_id(), _SWEEP: _sweep_time(spec)})
             .selectExpr(
-                *(f"{quoted(k)} AS {a}" for k, a in zip(keys, at, strict=True)), _SWEEP, f"0 AS {_SIDE}", *stamps
+                *(f"{quote_identifier(k)} AS {a}" for k, a in zip(keys, at, strict=True)),
+                _SWEEP,
+                f"0 AS {_SIDE}",
+                *stamps,
             )
         )
     so_far = Window.partitionBy(*at).orderBy(_SWEEP, _SIDE).rowsBetween(Window.unboundedPreceding, 0)
@@ -269,11 +278,11 @@ def _candidates(
         features.where(usable)
         .withColumn(_SWEEP, _sweep_time(spec))
         .selectExpr(
-            *(f"{quoted(k)} AS {a}" for k, a in zip(spec.keys, at, strict=True)),
+            *(f"{quote_identifier(k)} AS {a}" for k, a in zip(spec.keys, at, strict=True)),
             f"CAST({EVENT} AS TIMESTAMP) AS {EVENT}",
             f"CAST({CREATED} AS TIMESTAMP) AS {CREATED}",
             _SWEEP,
-            *(quoted(n) for n in names),
+            *(quote_identifier(n) for n in names),
         )
     )
     return winners.join(own, [*at, EVENT, CREATED]).where(F.col(_SWEEP) <= F.col(_POINT))
@@ -282,7 +291,7 @@ def _candidates(
 def _packed(candidates: DataFrame, at: list[str], point: list[str], names: tuple[str, ...], column: str) -> DataFrame:
     """The candidates with their point's keys and time renamed to `point`, and `names` packed in one
     struct `column`: the joins move one column, and the values spread out last."""
-    packed = ", ".join(f"{_literal(n)}, {quoted(n)}" for n in names)
+    packed = ", ".join(f"{string_literal(n)}, {quote_identifier(n)}" for n in names)
     renamed = (f"{a} AS {p}" for a, p in zip((*at, _POINT), point, strict=True))
     return candidates.selectExpr(*renamed, f"named_struct({packed}) AS {column}")
 
@@ -305,14 +314,5 @@ def _chunks(names: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
     return [names[k : k + step] for k in range(0, len(names), step)]
 
 
-def _literal(name: str) -> str:
-    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _renamed(columns: tuple[str, ...], names: list[str]) -> list[Column]:
     return [F.col(c).alias(n) for c, n in zip(columns, names, strict=True)]
-
-
-def quoted(name: str) -> str:
-    """`name` as a SQL identifier."""
-    return "`" + name.replace("`", "``") + "`"

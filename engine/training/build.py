@@ -16,11 +16,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from engine.config.schema import TrainingSetConfig
-from engine.config.training import FeatureTableConfig
+from engine.config.training import FeatureTableConfig, TrainingValues
 from engine.errors import ConfigError
+from engine.sinks.sink import DELTA
 from engine.training.asof import AVAILABLE, EVENT, AsOfSpec, as_of_join, as_of_join_winners
 from engine.training.inputs import TimeRange, feature_rows, spine_range
-from engine.versioning.refs import read_dataframe, resolve_version
+from engine.versioning.refs import resolve_version
 
 # Up to this size the spine is held in memory, and feature rows are first cut to its keys and their
 # time bounds (broadcast).
@@ -90,7 +91,7 @@ def training_set(
 ) -> tuple[DataFrame, list[str], TimeRange | None]:
     """The training set (lazy), its feature columns, and the spine's time range (one small aggregation)."""
     versions = {p.name: p.version for p in pinned}
-    spine = read_dataframe(spark, cfg.spine.path, versions["spine"])
+    spine = DELTA.read_version(spark, cfg.spine.path, versions["spine"])
     columns = spine_columns(cfg)
     missing = [c for c in columns if c not in spine.columns]
     if missing:
@@ -104,7 +105,7 @@ def as_of_features(
     timestamp: str,
     tables: list[FeatureTableConfig],
     versions: dict[str, int],
-    values: str = "auto",
+    values: TrainingValues = TrainingValues.AUTO,
 ) -> tuple[DataFrame, list[str], TimeRange | None]:
     """Each spine row with every table's features as of its `timestamp` (lazy), the feature columns, and
     the spine's time range. The one as-of rule of training sets and of the online store.
@@ -140,7 +141,7 @@ def as_of_features(
     result = spine
     for group in sweeps.values():
         width = sum(len(spec.features) for _, spec in group)
-        if values == "winners" or (values == "auto" and width >= WINNERS_MIN_FEATURES):
+        if values == TrainingValues.WINNERS or (values == TrainingValues.AUTO and width >= WINNERS_MIN_FEATURES):
             rows = window.rows if window is not None else None
             result = as_of_join_winners(result, group, timestamp, points=spine, point_rows=rows)
         else:  # after the first sweep the rows are wide: later sweeps sort only the spine's points

@@ -11,9 +11,11 @@ from pyspark.sql import functions as F
 from engine.config.training import FeatureTableConfig
 from engine.errors import ConfigError
 from engine.sinks.delta import CORRECTION_COLUMN
+from engine.sinks.sink import DELTA
 from engine.sinks.table_metadata import table_properties
-from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec, quoted
-from engine.versioning.refs import read_dataframe, read_pinned
+from engine.sql import quote_identifier
+from engine.training.asof import AVAILABLE, CREATED, EVENT, AsOfSpec
+from engine.versioning.refs import read_pinned
 
 _COMMIT_VERSION = "_row_commit_version"
 
@@ -81,7 +83,7 @@ def feature_rows(
     Availability is the event time plus the table's delay, or the commit time for a row flagged as a
     correction. The created time (for ties) is `created_column`, or the row's commit time.
     """
-    features = feature_columns(read_dataframe(spark, cfg.path, version), cfg)
+    features = feature_columns(DELTA.read_version(spark, cfg.path, version), cfg)
     # One file list per table, planned here: the sweep and the reads of the winners' values share it.
     table = read_pinned(spark, cfg.path, version, _reach(cfg, window) if window is not None else None)
     if window is None:
@@ -102,7 +104,7 @@ def feature_rows(
     created = F.col(cfg.created_column) if cfg.created_column else F.col("_commit_ts")
     # The features by name in one call: a table may have hundreds.
     prepared = table.withColumns({EVENT: event, AVAILABLE: available, CREATED: created}).selectExpr(
-        *(quoted(k) for k in cfg.keys), EVENT, AVAILABLE, CREATED, *(quoted(c) for c in features)
+        *(quote_identifier(k) for k in cfg.keys), EVENT, AVAILABLE, CREATED, *(quote_identifier(c) for c in features)
     )
     names = tuple(f"{cfg.prefix}{c}" for c in features)
     return prepared, AsOfSpec(tuple(cfg.keys), tuple(features), names, cfg.ttl_seconds, cfg.strict)

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, NumericType
 
 from engine.sinks.schema_policy import SchemaDiff, schema_diff
+from engine.sql import quote_identifier
 
 STATISTICS = ("nulls", "mean", "min", "max")
 
@@ -31,7 +32,7 @@ def _profile(df: DataFrame, columns: list[str]) -> tuple[int, dict[str, dict[str
     numeric = {f.name for f in df.schema.fields if isinstance(f.dataType, NumericType | BooleanType)}
     aggregates = [F.count(F.lit(1)).alias("rows")]
     for i, name in enumerate(columns):
-        column = F.col(f"`{name}`")
+        column = F.col(quote_identifier(name))
         aggregates.append(F.count_if(column.isNull()).alias(f"c{i}_nulls"))
         if name in numeric:
             value = column.cast("double")

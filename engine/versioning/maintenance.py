@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from engine.config.training import MIN_RETENTION_HOURS
 from engine.sinks.delta import session_commit_conf
+from engine.sinks.table_metadata import sql_location
 from engine.versioning.refs import VersionError, delta_table, tags
 
 _RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -55,8 +56,7 @@ def vacuum(
     spark.conf.set(_RETENTION_CHECK, str(not allow_short_retention).lower())
     try:
         # `vacuum()` returns an empty frame; a dry run lists the files it will delete.
-        table_ref = "delta.`" + path.replace("`", "``") + "`"
-        dry_run = spark.sql(f"VACUUM {table_ref} RETAIN {retention_hours:.6f} HOURS DRY RUN")
+        dry_run = spark.sql(f"VACUUM {sql_location(path)} RETAIN {retention_hours:.6f} HOURS DRY RUN")
         # The dry run also lists the change data folder itself, which the vacuum keeps while it holds files.
         doomed = dry_run.where(~F.col("path").endswith("/_change_data")).count()
         with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):

@@ -1,4 +1,4 @@
-"""Name a table version: by number, by tag, or by time; and read the table as of it.
+"""Name a table version: by number, by tag, or by time; and read a version over a file list planned once.
 
 Tags are table properties (`featurelake.tag.<name>` = version), so they live in the table's own
 transaction log: they travel with the table, and setting one is an atomic commit.
@@ -18,7 +18,9 @@ from pyspark.sql import functions as F
 from engine.errors import FeaturelakeError
 from engine.runtime.instants import epoch_micros
 from engine.sinks.delta import session_commit_conf
+from engine.sinks.sink import DELTA
 from engine.sinks.table_metadata import sql_location, table_properties
+from engine.sql import string_literal
 
 TAG_PREFIX = "featurelake.tag."
 
@@ -76,16 +78,6 @@ def version_at(spark: SparkSession, path: str, when: datetime) -> int:
     return int(row[0])
 
 
-def read_dataframe(spark: SparkSession, path: str, version: int | None = None, timestamp: str = "") -> DataFrame:
-    """The table as of a version, or as of a time (the newest version committed at or before it)."""
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    elif timestamp:
-        reader = reader.option("timestampAsOf", timestamp)
-    return reader.load(path)
-
-
 def read_pinned(spark: SparkSession, path: str, version: int, condition: Column | None = None) -> DataFrame:
     """The table as of `version`, restricted to `condition`, over a file list Delta plans here, once.
 
@@ -99,7 +91,7 @@ def read_pinned(spark: SparkSession, path: str, version: int, condition: Column 
     except Py4JJavaError:
         raise
     except Py4JError:  # a Delta build without these internals (a vendor runtime): Delta plans each read
-        frame = read_dataframe(spark, path, version)
+        frame = DELTA.read_version(spark, path, version)
     return frame if condition is None else frame.where(condition)
 
 
@@ -110,8 +102,12 @@ def _planned_frame(spark: SparkSession, path: str, version: int, condition: Colu
     none = jvm.scala.Option.empty()
     snapshot = log.getSnapshotAt(version, none, none)
     filters = []
-    if condition is not None:  # resolved against the table, as Delta's own planning passes it
-        filters = [read_dataframe(spark, path, version).where(condition)._jdf.queryExecution().analyzed().condition()]
+    if condition is not None:  # resolved against the table, its constants folded (data skipping reads literals)
+        analyzed = DELTA.read_version(spark, path, version).where(condition)._jdf.queryExecution().analyzed()
+        plan = getattr(getattr(jvm.org.apache.spark.sql.catalyst.optimizer, "ConstantFolding$"), "MODULE$").apply(
+            analyzed
+        )
+        filters = [plan.condition()] if plan.getClass().getSimpleName() == "Filter" else []
     files = snapshot.filesForScan(seq.asScalaBuffer(jvm.java.util.ArrayList(filters)).toSeq(), False).files()
     return DataFrame(log.createDataFrame(snapshot, files, False, none), spark)
 
@@ -123,4 +119,5 @@ def set_tag(spark: SparkSession, path: str, name: str, version: int, metadata: d
         raise VersionError(f"{path}: tag '{name}' already names version {existing}; tags do not move")
     if existing is None:
         with session_commit_conf(spark, json.dumps(metadata, sort_keys=True)):
-            spark.sql(f"ALTER TABLE {sql_location(path)} SET TBLPROPERTIES ('{TAG_PREFIX}{name}' = '{version}')")
+            tag = f"{string_literal(TAG_PREFIX + name)} = {string_literal(str(version))}"
+            spark.sql(f"ALTER TABLE {sql_location(path)} SET TBLPROPERTIES ({tag})")

@@ -1,8 +1,8 @@
 """The row groups of stored Parquet files (a Parquet folder, or the files of a Delta version), read with
 pyarrow from footers and the Delta log alone, and whole groups read on their own.
 
-Samplers draw from them without a scan: the statistical layer of the checks (`engine/quality/sampling.py`)
-and the feature plan chooser (`engine/features/plans.py`).
+Samplers draw from them without a scan, through `engine.runtime.datasets.StoredGroups`: the statistical
+layer of the checks (`engine/quality/sampling.py`) and the feature plan chooser (`engine/features/plans.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-GROUP = "__featurelake_group"
+from engine.runtime.datasets import GROUP
+
 _log = logging.getLogger(__name__)
 
 
@@ -36,6 +37,27 @@ class RowGroups:
     @property
     def count(self) -> int:
         return sum(len(groups) for groups in self.sizes)
+
+    def read(self, drawn: list[tuple[int, np.ndarray | None]], columns: list[str]) -> tuple[pa.Table, int]:
+        """Rows of the drawn groups (indices over all files' groups, each with the positions of its rows to keep,
+        or None for all of them) of `columns`, each row with its draw's position in `GROUP`; and the stored
+        bytes of the column chunks read (as the footers give them)."""
+        located = [(f, g) for f, per_file in enumerate(self.sizes) for g in range(len(per_file))]
+        by_file: dict[int, list[tuple[int, int, np.ndarray | None]]] = defaultdict(list)
+        for position, (index, kept) in enumerate(drawn):
+            file, group = located[index]
+            by_file[file].append((position, group, kept))
+        parts, read = [], 0
+        for file, wanted in by_file.items():
+            reader = pq.ParquetFile(self.files[file], filesystem=self.filesystem)
+            for position, group, kept in wanted:
+                rows = reader.read_row_group(group, columns=columns)
+                rows = rows if kept is None else rows.take(kept)
+                parts.append(rows.append_column(GROUP, pa.array(np.full(rows.num_rows, position, dtype=np.int32))))
+                meta = reader.metadata.row_group(group)
+                chunks = (meta.column(i) for i in range(meta.num_columns))
+                read += sum(c.total_compressed_size for c in chunks if c.path_in_schema.split(".")[0] in columns)
+        return pa.concat_tables(parts), read
 
 
 def _footers(filesystem: pafs.FileSystem, files: list[str]) -> RowGroups:
@@ -83,27 +105,3 @@ def stored_row_groups(fmt: str, path: str, version: int | None = None) -> RowGro
     except (OSError, ValueError, pa.ArrowException) as err:  # a source Spark can read but pyarrow cannot
         _log.info("row groups of %s unavailable (%s); the statistical layer samples rows", path, err)
     return None
-
-
-def read_groups(
-    groups: RowGroups, drawn: list[tuple[int, np.ndarray | None]], columns: list[str]
-) -> tuple[pa.Table, int]:
-    """Rows of the drawn groups (indices over all files' groups, each with the positions of its rows to keep,
-    or None for all of them) of `columns`, each row with its draw's position in `GROUP`; and the stored
-    bytes of the column chunks read (as the footers give them)."""
-    located = [(f, g) for f, per_file in enumerate(groups.sizes) for g in range(len(per_file))]
-    by_file: dict[int, list[tuple[int, int, np.ndarray | None]]] = defaultdict(list)
-    for position, (index, kept) in enumerate(drawn):
-        file, group = located[index]
-        by_file[file].append((position, group, kept))
-    parts, read = [], 0
-    for file, wanted in by_file.items():
-        reader = pq.ParquetFile(groups.files[file], filesystem=groups.filesystem)
-        for position, group, kept in wanted:
-            rows = reader.read_row_group(group, columns=columns)
-            rows = rows if kept is None else rows.take(kept)
-            parts.append(rows.append_column(GROUP, pa.array(np.full(rows.num_rows, position, dtype=np.int32))))
-            meta = reader.metadata.row_group(group)
-            chunks = (meta.column(i) for i in range(meta.num_columns))
-            read += sum(c.total_compressed_size for c in chunks if c.path_in_schema.split(".")[0] in columns)
-    return pa.concat_tables(parts), read
