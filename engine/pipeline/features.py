@@ -122,7 +122,8 @@ def verify(ctx: RunContext, located: Located, sources: dict[str, SourceData]) ->
 
 
 def gate(ctx: RunContext, validated: list[Validated]) -> ValidationReport:
-    """The sources' reports merged; a halting one is published and halts the run before any write."""
+    """The sources' reports merged into one: the stages after it publish a halting one and stop the run
+    before any write (`publish_halted`, `halt`)."""
     return reduce(ValidationReport.merge, [v.report for v in validated])
 
 
